@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/greenpoints/greenpoints/internal/app"
+	"github.com/greenpoints/greenpoints/internal/config"
+	"github.com/greenpoints/greenpoints/internal/pgharness"
+)
+
+const demoSynopsis = `Runs a complete issuer on one machine with no set-up: when no database URL is
+given it starts a throwaway PostgreSQL cluster (from the system's PostgreSQL
+binaries, installing Debian's postgresql package if they are missing), applies
+the migrations, serves the API, and prints what to try next.
+Ctrl-C (or SIGTERM) stops the server and its PostgreSQL.`
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", demoSynopsis, stderr)
+	var f serverFlags
+	var dataDir string
+	b := config.NewBinder(fs)
+	f.bind(b, "")
+	b.String(&dataDir, "data-dir", "GREENPOINTS_DEMO_DIR", "", "keep the demo PostgreSQL cluster in this directory (default: a temporary one, deleted on exit)")
+	if err := parseFlags(b, args, stderr); err != nil {
+		return err
+	}
+	log, err := f.logger(stderr)
+	if err != nil {
+		return err
+	}
+	log.Info("starting greenpoints demo", "version", version, b.Effective(maskSecret))
+	start := time.Now()
+
+	if f.cfg.DatabaseURL == "" {
+		cluster, err := startDemoCluster(ctx, dataDir, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := cluster.Stop(sctx); err != nil {
+				log.Error("stopping demo PostgreSQL", "err", err)
+			} else {
+				log.Info("demo PostgreSQL stopped")
+			}
+		}()
+		f.cfg.DatabaseURL = cluster.URL("greenpoints")
+	}
+	a, err := app.Start(ctx, f.cfg, log)
+	if err != nil {
+		return err
+	}
+	printNextSteps(stdout, a.Addr(), time.Since(start))
+	return a.Run(ctx)
+}
+
+// startDemoCluster starts PostgreSQL and creates the greenpoints database.
+func startDemoCluster(ctx context.Context, dataDir string, log *slog.Logger) (*pgharness.Cluster, error) {
+	binDir, err := pgharness.EnsureInstalled(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	if dataDir != "" {
+		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create --data-dir: %w", err)
+		}
+	}
+	cluster, err := pgharness.Start(ctx, pgharness.Options{Dir: dataDir, BinDir: binDir, Durable: dataDir != "", Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("start demo PostgreSQL: %w", err)
+	}
+	if err := createDatabase(ctx, cluster.URL("postgres"), "greenpoints"); err != nil {
+		_ = cluster.Stop(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	log.Info("demo PostgreSQL ready", "pid", cluster.PID(), "data_dir", cluster.DataDir())
+	return cluster, nil
+}
+
+func createDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect to demo PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("look up database %s: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+func printNextSteps(w io.Writer, addr string, took time.Duration) {
+	base := "http://" + addr
+	lines := []string{
+		"",
+		fmt.Sprintf("greenpoints demo is running at %s (ready in %.1fs)", base, took.Seconds()),
+		"",
+		"Try:",
+		"  curl " + base + "/healthz          # process up",
+		"  curl " + base + "/readyz           # database reachable",
+		"  curl " + base + "/v1/version       # API version",
+		"  curl " + base + "/openapi.yaml     # the API description",
+		"  curl " + base + "/metrics          # Prometheus metrics",
+		"",
+		"Press Ctrl-C to stop the server and its PostgreSQL.",
+		"",
+	}
+	fmt.Fprintln(w, strings.Join(lines, "\n"))
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/greenpoints/greenpoints/internal/app"
+	"github.com/greenpoints/greenpoints/internal/config"
+	"github.com/greenpoints/greenpoints/internal/database"
+	"github.com/greenpoints/greenpoints/internal/logging"
+)
+
+// serverFlags are the flags every server-running command shares.
+type serverFlags struct {
+	cfg      app.Config
+	logLevel string
+}
+
+func (f *serverFlags) bind(b *config.Binder, dbDefault string) {
+	b.String(&f.cfg.Addr, "addr", "GREENPOINTS_ADDR", "127.0.0.1:8080", "HTTP listen address, host:port")
+	b.Secret(&f.cfg.DatabaseURL, "database-url", "DATABASE_URL", dbDefault, "PostgreSQL URL, e.g. postgres://user:pass@host:5432/greenpoints")
+	b.Int64(&f.cfg.MaxBodyBytes, "max-body-bytes", "GREENPOINTS_MAX_BODY_BYTES", 1<<20, "largest accepted request body, bytes")
+	b.Duration(&f.cfg.ShutdownTimeout, "shutdown-timeout", "GREENPOINTS_SHUTDOWN_TIMEOUT", 20*time.Second, "how long a graceful shutdown waits for in-flight work")
+	b.String(&f.logLevel, "log-level", "GREENPOINTS_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	f.cfg.Version = version
+}
+
+func maskSecret(name, v string) string {
+	if name == "database-url" {
+		return database.MaskURL(v)
+	}
+	return "xxxxx"
+}
+
+func (f *serverFlags) logger(stderr io.Writer) (*slog.Logger, error) {
+	return logging.New(stderr, f.logLevel)
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "Runs the issuer's HTTP API. Applies pending database migrations first.\nStops gracefully on SIGINT or SIGTERM.", stderr)
+	var f serverFlags
+	b := config.NewBinder(fs)
+	f.bind(b, "")
+	if err := parseFlags(b, args, stderr); err != nil {
+		return err
+	}
+	if f.cfg.DatabaseURL == "" {
+		return fmt.Errorf("no database: set --database-url or DATABASE_URL (or run 'greenpoints demo' for a throwaway one)")
+	}
+	log, err := f.logger(stderr)
+	if err != nil {
+		return err
+	}
+	log.Info("starting greenpoints serve", "version", version, b.Effective(maskSecret))
+	a, err := app.Start(ctx, f.cfg, log)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("migrate", "Applies the database migrations embedded in this binary and exits.\nSafe to run concurrently with other instances (an advisory lock serializes them).", stderr)
+	var url string
+	b := config.NewBinder(fs)
+	b.Secret(&url, "database-url", "DATABASE_URL", "", "PostgreSQL URL")
+	if err := parseFlags(b, args, stderr); err != nil {
+		return err
+	}
+	if url == "" {
+		return fmt.Errorf("no database: set --database-url or DATABASE_URL")
+	}
+	pool, err := database.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := database.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	v, err := database.MigrationVersion(ctx, pool)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "database at schema version %d\n", v)
+	return nil
+}
+
+func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", "Prints the version of this binary.", stderr)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "greenpoints %s\n", version)
+	return nil
+}

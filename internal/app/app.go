@@ -1,0 +1,117 @@
+// Package app wires greenpoints together: database, migrations, ledger and
+// HTTP API, with a lifecycle (Start, Run until the context ends, graceful
+// shutdown). cmd/greenpoints is a thin shell around it, and end-to-end tests
+// start a whole App on 127.0.0.1:0.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/greenpoints/greenpoints/api"
+	"github.com/greenpoints/greenpoints/internal/database"
+)
+
+// Config is the effective configuration of a server.
+type Config struct {
+	Addr            string        // listen address, host:port
+	DatabaseURL     string        // PostgreSQL URL
+	MaxBodyBytes    int64         // request body limit
+	ShutdownTimeout time.Duration // graceful shutdown bound
+	Version         string        // build version, reported by /v1/version
+}
+
+// App is a running greenpoints server.
+type App struct {
+	cfg  Config
+	log  *slog.Logger
+	pool *pgxpool.Pool
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// Start opens and migrates the database, binds the listen address and
+// prepares the HTTP server. Errors name what is wrong and what to do.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) {
+	pool, err := database.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			pool.Close()
+		}
+	}()
+	if err := database.Migrate(ctx, pool); err != nil {
+		return nil, fmt.Errorf("migrate database: %w", err)
+	}
+	ln, err := Listen(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	s := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log, Version: cfg.Version}, api.Deps{
+		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
+	})
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return &App{cfg: cfg, log: log, pool: pool, ln: ln, srv: srv}, nil
+}
+
+// Listen binds addr, turning the common failures into advice.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("cannot listen on %s: the address is already in use; stop the other process or choose another with --addr / GREENPOINTS_ADDR", addr)
+	}
+	return nil, fmt.Errorf("cannot listen on %s: %w; set a valid host:port with --addr / GREENPOINTS_ADDR", addr, err)
+}
+
+// Addr is the address the server listens on (useful with port 0).
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Pool is the database pool (for tests and embedding commands).
+func (a *App) Pool() *pgxpool.Pool { return a.pool }
+
+// Run serves until ctx ends, then shuts down gracefully: it stops accepting,
+// waits for in-flight requests (bounded by ShutdownTimeout), and closes the
+// database pool.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.srv.Serve(a.ln) }()
+	a.log.Info("serving", "addr", a.Addr())
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	shutErr := a.srv.Shutdown(sctx)
+	a.pool.Close()
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", serveErr)
+	}
+	if shutErr != nil {
+		return fmt.Errorf("graceful shutdown: %w", shutErr)
+	}
+	a.log.Info("stopped")
+	return nil
+}
