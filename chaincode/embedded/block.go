@@ -1,0 +1,674 @@
+package embedded
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/greenpoints/greenpoints/chaincode/stub"
+	"github.com/greenpoints/greenpoints/internal/apperr"
+	"github.com/greenpoints/greenpoints/internal/database"
+	"github.com/greenpoints/greenpoints/issuer"
+)
+
+// Validation codes, Fabric's names for them.
+const (
+	codeValid        = "VALID"
+	codeMVCCConflict = "MVCC_READ_CONFLICT"
+	codePhantom      = "PHANTOM_READ_CONFLICT"
+	codeDuplicate    = "DUPLICATE_TXID"
+)
+
+// maxKey is greater than every valid key (at most stub.MaxKeyLen bytes of
+// UTF-8, whose byte order is code point order): the upper bound of an
+// unbounded range in the batched phantom check.
+var maxKey = strings.Repeat("\U0010FFFF", stub.MaxKeyLen/4+1)
+
+// SQL of the block producer.
+const (
+	sqlLock         = `SELECT pg_advisory_xact_lock($1)`
+	sqlHead         = `SELECT number, header_hash, created_at FROM ledger_blocks ORDER BY number DESC LIMIT 1`
+	sqlVersions     = `SELECT key, block, txnum FROM ledger_state WHERE key = ANY($1::text[])`
+	sqlSeenTxIDs    = `SELECT txid FROM ledger_txs WHERE txid = ANY($1::text[]) AND validation_code <> 'DUPLICATE_TXID'`
+	sqlRangeRecheck = `SELECT r.i, s.key, s.block, s.txnum
+		FROM unnest($1::text[], $2::text[], $3::bool[]) WITH ORDINALITY AS r(lo, hi, incl, i)
+		CROSS JOIN LATERAL (
+			SELECT key, block, txnum FROM ledger_state
+			WHERE key >= r.lo AND key <= r.hi AND (r.incl OR key <> r.hi)
+		) s
+		ORDER BY r.i, s.key`
+	sqlInsertBlock = `WITH b AS (
+			INSERT INTO ledger_blocks (number, prev_hash, data_hash, header_hash, signature, key_id, created_at, tx_count)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			RETURNING number
+		)
+		SELECT pg_notify('` + notifyChannel + `', number::text) FROM b`
+	sqlUpsertState = `INSERT INTO ledger_state (key, value, block, txnum)
+		SELECT u.k, u.v, $3, u.t FROM unnest($1::text[], $2::bytea[], $4::int[]) AS u(k, v, t)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, block = excluded.block, txnum = excluded.txnum`
+	sqlDeleteState = `DELETE FROM ledger_state WHERE key = ANY($1::text[])`
+)
+
+// pending is a transaction waiting in the producer's queue.
+type pending struct {
+	e    *endorsement
+	done chan outcome // capacity 1: the producer never blocks on it
+}
+
+type outcome struct {
+	res *issuer.TxResult
+	err error
+}
+
+// Commit queues an endorsed transaction for the next block and waits for its
+// validation. A valid transaction returns its result; an invalid one returns
+// Conflict with reason mvcc_read_conflict, phantom_read_conflict or
+// duplicate_txid, and wrote nothing. Unavailable means the outcome is
+// unknown to this call: the block failed, or ctx ended while the transaction
+// was queued (it may still commit).
+func (l *Ledger) Commit(ctx context.Context, e issuer.Endorsed) (*issuer.TxResult, error) {
+	en, ok := e.(*endorsement)
+	if !ok || en == nil {
+		return nil, apperr.New(apperr.Invalid, "foreign_endorsement", "the transaction was not endorsed by an embedded ledger")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, apperr.Wrap(err, apperr.Unavailable, "ledger_timeout", "transaction %s was not ordered: the request ended", en.env.txID)
+	}
+	p := &pending{e: en, done: make(chan outcome, 1)}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, errClosed()
+	}
+	l.queue = append(l.queue, p)
+	l.mu.Unlock()
+	l.signal()
+	select {
+	case o := <-p.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		return nil, apperr.Wrap(ctx.Err(), apperr.Unavailable, "commit_unknown",
+			"stopped waiting for transaction %s, which is ordered and may still commit", en.env.txID)
+	}
+}
+
+// signal wakes the producer without blocking.
+func (l *Ledger) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// produce is the block producer: it cuts blocks until Close has been called
+// and the queue is empty.
+func (l *Ledger) produce() {
+	defer close(l.producerDone)
+	for {
+		batch, ok := l.nextBatch()
+		if !ok {
+			return
+		}
+		l.cutBlock(batch)
+	}
+}
+
+// nextBatch waits for queued transactions and takes up to maxBlockTxs of
+// them; ok is false when the ledger is closed and drained.
+func (l *Ledger) nextBatch() (batch []*pending, ok bool) {
+	for {
+		l.mu.Lock()
+		n, closed := len(l.queue), l.closed
+		l.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if closed {
+			return nil, false
+		}
+		<-l.wake
+	}
+	if l.linger > 0 {
+		l.lingerForMore()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := min(len(l.queue), l.maxBlockTxs)
+	batch = slices.Clone(l.queue[:n])
+	rest := copy(l.queue, l.queue[n:])
+	clear(l.queue[rest:])
+	l.queue = l.queue[:rest]
+	return batch, true
+}
+
+// lingerForMore waits up to the linger time for the block to fill.
+func (l *Ledger) lingerForMore() {
+	timer := time.NewTimer(l.linger)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		enough := len(l.queue) >= l.maxBlockTxs || l.closed
+		l.mu.Unlock()
+		if enough {
+			return
+		}
+		select {
+		case <-l.wake:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// cutBlock validates and commits batch as one block and tells each waiter
+// its outcome. If the database transaction fails, the block never existed
+// and every waiter gets Unavailable.
+func (l *Ledger) cutBlock(batch []*pending) {
+	ctx, cancel := context.WithTimeout(l.bg, blockTimeout)
+	defer cancel()
+	began := time.Now()
+	var b *builtBlock
+	err := database.InTx(ctx, l.pool, func(tx pgx.Tx) error {
+		var err error
+		b, err = l.writeBlock(ctx, tx, batch)
+		return err
+	})
+	if err != nil {
+		// The head check at the next block resets the window if this block
+		// committed after all.
+		l.log.Error("committing a block failed; its transactions were not applied", "txs", len(batch), "error", err)
+		fail := apperr.Wrap(err, apperr.Unavailable, "commit_failed",
+			"the block holding the transaction could not be committed; check whether it was applied before resubmitting")
+		for _, p := range batch {
+			p.done <- outcome{err: fail}
+		}
+		return
+	}
+	l.recent.add(b.number, b.hash, b.written.sortedKeys(), b.written.overlay)
+	l.log.Debug("block committed", "block", b.number, "txs", len(batch), "valid", b.valid, "took", time.Since(began))
+	for i, p := range batch {
+		p.done <- b.outcome(i, p.e)
+	}
+	l.changed.fire()
+}
+
+// builtBlock is a committed block as its waiters need it.
+type builtBlock struct {
+	number  int64
+	hash    []byte
+	codes   []string
+	valid   int
+	written *validator // its overlay: the block's writes, for the window
+}
+
+func (b *builtBlock) outcome(i int, e *endorsement) outcome {
+	var reason, what string
+	switch b.codes[i] {
+	case codeValid:
+		return outcome{res: &issuer.TxResult{
+			TxID:      e.env.txID,
+			Block:     uint64(b.number),
+			Index:     i,
+			Timestamp: e.env.ts,
+			Payload:   e.env.result,
+		}}
+	case codeMVCCConflict:
+		reason, what = "mvcc_read_conflict", "a key it read was changed by an earlier transaction"
+	case codePhantom:
+		reason, what = "phantom_read_conflict", "a range it read was changed by an earlier transaction"
+	default:
+		reason, what = "duplicate_txid", "its transaction id was already used"
+	}
+	return outcome{err: apperr.New(apperr.Conflict, reason,
+		"transaction %s was invalidated at commit in block %d (%s): %s; submit it again as a new proposal",
+		e.env.txID, b.number, b.codes[i], what)}
+}
+
+// chainHead is the last block, as the next one needs it.
+type chainHead struct {
+	number    int64
+	hash      []byte
+	createdAt time.Time
+}
+
+// writeBlock is the body of the block transaction.
+func (l *Ledger) writeBlock(ctx context.Context, tx pgx.Tx, batch []*pending) (*builtBlock, error) {
+	// The lock, then the head as it is once we hold it (a statement of its
+	// own, so READ COMMITTED gives it a snapshot taken after the lock).
+	var head chainHead
+	lb := &pgx.Batch{}
+	lb.Queue(sqlLock, producerLockKey)
+	lb.Queue(sqlHead).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&head.number, &head.hash, &head.createdAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			head.hash = []byte{} // block 1 has no predecessor
+			return nil
+		}
+		return err
+	})
+	if err := tx.SendBatch(ctx, lb).Close(); err != nil {
+		return nil, fmt.Errorf("taking the block producer lock: %w", err)
+	}
+	l.recent.sync(head)
+
+	// Which transactions the window of recent writes validates; the others
+	// need the committed versions of their keys and the committed content
+	// of their ranges, read in one round trip with the taken txids.
+	var (
+		fast      = make([]bool, len(batch))
+		dbRanges  = make([]int, len(batch)) // index of a transaction's first range in rangeRows
+		readKeys  []string
+		seen      = make(map[string]struct{})
+		txIDs     = make([]string, len(batch))
+		lo, hi    []string
+		incl      []bool
+		v         = validator{recent: &l.recent, committed: make(map[string]version), overlay: make(map[string]overlayEntry)}
+		taken     = make(map[string]bool)
+		rangeRows [][]readEntry
+	)
+	for i, p := range batch {
+		txIDs[i] = p.e.env.txID
+		fast[i] = l.recent.covers(p.e.snapHeight)
+		if fast[i] && !crossCheckRecent {
+			continue
+		}
+		for _, r := range p.e.reads {
+			if _, ok := seen[r.key]; !ok {
+				seen[r.key] = struct{}{}
+				readKeys = append(readKeys, r.key)
+			}
+		}
+		dbRanges[i] = len(lo)
+		for _, r := range p.e.ranges {
+			lo = append(lo, r.start)
+			switch {
+			case r.endInclusive:
+				hi, incl = append(hi, r.end), append(incl, true)
+			case r.end == "":
+				hi, incl = append(hi, maxKey), append(incl, true)
+			default:
+				hi, incl = append(hi, r.end), append(incl, false)
+			}
+		}
+	}
+	rangeRows = make([][]readEntry, len(lo))
+	rb := &pgx.Batch{}
+	if len(readKeys) > 0 {
+		rb.Queue(sqlVersions, readKeys).Query(func(rows pgx.Rows) error {
+			var (
+				key string
+				ver version
+			)
+			_, err := pgx.ForEachRow(rows, []any{&key, &ver.block, &ver.txnum}, func() error {
+				v.committed[key] = ver
+				return nil
+			})
+			return err
+		})
+	}
+	rb.Queue(sqlSeenTxIDs, txIDs).Query(func(rows pgx.Rows) error {
+		var id string
+		_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+			taken[id] = true
+			return nil
+		})
+		return err
+	})
+	if len(lo) > 0 {
+		rb.Queue(sqlRangeRecheck, lo, hi, incl).Query(func(rows pgx.Rows) error {
+			var (
+				i int64
+				e readEntry
+			)
+			_, err := pgx.ForEachRow(rows, []any{&i, &e.key, &e.ver.block, &e.ver.txnum}, func() error {
+				rangeRows[i-1] = append(rangeRows[i-1], e)
+				return nil
+			})
+			return err
+		})
+	}
+	if err := tx.SendBatch(ctx, rb).Close(); err != nil {
+		return nil, fmt.Errorf("reading the state to validate against: %w", err)
+	}
+	if crossCheckRecent {
+		if err := v.crossCheck(batch, fast, rangeRows, dbRanges); err != nil {
+			return nil, err
+		}
+	}
+
+	// Validate in order, as a Fabric committer does.
+	number := head.number + 1
+	b := &builtBlock{number: number, codes: make([]string, len(batch))}
+	for i, p := range batch {
+		e := p.e
+		var dbRows [][]readEntry
+		if !fast[i] {
+			dbRows = rangeRows[dbRanges[i] : dbRanges[i]+len(e.ranges)]
+		}
+		code := codeValid
+		switch {
+		case taken[e.env.txID]:
+			code = codeDuplicate
+		case !v.readsCurrent(e, fast[i]):
+			code = codeMVCCConflict
+		case !v.rangesCurrent(e, fast[i], dbRows):
+			code = codePhantom
+		}
+		taken[e.env.txID] = true
+		b.codes[i] = code
+		if code == codeValid {
+			b.valid++
+			v.apply(e, version{block: number, txnum: int32(i)})
+		}
+	}
+
+	// The header.
+	txHashes := make([][]byte, len(batch))
+	for i, p := range batch {
+		txHashes[i] = p.e.env.envelopeSum
+	}
+	created := l.clock().UTC().Truncate(time.Microsecond)
+	if prev := head.createdAt.UTC(); head.number > 0 && !created.After(prev) {
+		created = prev.Add(time.Microsecond)
+	}
+	h := header{
+		number:    number,
+		prevHash:  head.hash,
+		dataHash:  dataHash(txHashes, b.codes),
+		createdAt: created,
+		txCount:   len(batch),
+		keyID:     l.keyID,
+	}
+	hh := headerHash(&h)
+	b.hash, b.written = hh, &v
+	sig, err := l.signer.Sign(rand.Reader, hh, crypto.Hash(0))
+	if err != nil {
+		return nil, fmt.Errorf("signing block %d: %w", number, err)
+	}
+
+	// The block and its net effect on world state in one round trip; the
+	// transactions and the history, the bulk of the bytes, streamed with
+	// COPY.
+	wb := &pgx.Batch{}
+	wb.Queue(sqlInsertBlock, number, h.prevHash, h.dataHash, hh, sig, l.keyID, created, len(batch))
+	v.queueStateWrites(wb, number)
+	if err := tx.SendBatch(ctx, wb).Close(); err != nil {
+		return nil, fmt.Errorf("writing block %d: %w", number, err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger_txs"}, txColumns, &txCopy{number: number, batch: batch, codes: b.codes}); err != nil {
+		return nil, fmt.Errorf("writing the transactions of block %d: %w", number, err)
+	}
+	if b.valid > 0 {
+		hc := &historyCopy{number: number, batch: batch, codes: b.codes, t: -1}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger_history"}, historyColumns, hc); err != nil {
+			return nil, fmt.Errorf("writing the history of block %d: %w", number, err)
+		}
+	}
+	return b, nil
+}
+
+var (
+	txColumns = []string{"block", "idx", "txid", "caller", "function", "args", "ts", "validation_code",
+		"event_name", "event", "result", "reads_hash", "writes_hash"}
+	historyColumns = []string{"key", "block", "txnum", "value", "is_delete"}
+)
+
+// txCopy streams a block's transactions to COPY.
+type txCopy struct {
+	number int64
+	batch  []*pending
+	codes  []string
+	i      int
+	row    [13]any
+}
+
+func (c *txCopy) Next() bool { c.i++; return c.i <= len(c.batch) }
+
+func (c *txCopy) Values() ([]any, error) {
+	i := c.i - 1
+	e := &c.batch[i].e.env
+	c.row = [13]any{c.number, int32(i), e.txID, e.caller, e.function, e.args, e.ts, c.codes[i],
+		e.eventName, e.event, e.result, e.readsHash, e.writesHash}
+	return c.row[:], nil
+}
+
+func (c *txCopy) Err() error { return nil }
+
+// historyCopy streams the writes of a block's valid transactions to COPY.
+type historyCopy struct {
+	number int64
+	batch  []*pending
+	codes  []string
+	t, w   int // the current transaction and write
+	row    [5]any
+}
+
+func (c *historyCopy) Next() bool {
+	if c.t >= 0 {
+		c.w++
+		if c.w < len(c.batch[c.t].e.writes) {
+			return true
+		}
+	}
+	for c.t++; c.t < len(c.batch); c.t++ {
+		if c.codes[c.t] == codeValid && len(c.batch[c.t].e.writes) > 0 {
+			c.w = 0
+			return true
+		}
+	}
+	return false
+}
+
+func (c *historyCopy) Values() ([]any, error) {
+	w := &c.batch[c.t].e.writes[c.w]
+	c.row = [5]any{w.key, c.number, int32(c.t), w.value, w.del}
+	return c.row[:], nil
+}
+
+func (c *historyCopy) Err() error { return nil }
+
+// validator holds what validation compares against: the window of recent
+// writes, the committed versions read from the database for the other
+// transactions, and the writes of the block's valid transactions so far.
+type validator struct {
+	recent    *recentWrites
+	committed map[string]version
+	overlay   map[string]overlayEntry
+	ovKeys    []string // the overlay's keys, sorted when ovSorted
+	ovSorted  bool
+}
+
+type overlayEntry struct {
+	ver   version
+	value []byte
+	del   bool
+}
+
+// atHead is the committed version of a key e read (seeing seen) at the head
+// of the chain, before this block.
+func (v *validator) atHead(e *endorsement, fast bool, key string, seen version) version {
+	if fast {
+		return v.recent.current(key, e.snapHeight, seen)
+	}
+	return v.committed[key]
+}
+
+// current is the version of key after the block's valid transactions so far.
+func (v *validator) current(e *endorsement, fast bool, key string, seen version) version {
+	if o, ok := v.overlay[key]; ok {
+		if o.del {
+			return version{}
+		}
+		return o.ver
+	}
+	return v.atHead(e, fast, key, seen)
+}
+
+// readsCurrent is the MVCC check: every version e read is still current.
+func (v *validator) readsCurrent(e *endorsement, fast bool) bool {
+	for _, r := range e.reads {
+		if v.current(e, fast, r.key, r.ver) != r.ver {
+			return false
+		}
+	}
+	return true
+}
+
+// rangesCurrent is the phantom check: each range query of e, re-executed
+// over the committed state (from the window, or dbRows[j] for e.ranges[j])
+// and the block's earlier writes, returns the same keys at the same
+// versions.
+func (v *validator) rangesCurrent(e *endorsement, fast bool, dbRows [][]readEntry) bool {
+	for j := range e.ranges {
+		r := &e.ranges[j]
+		var committed []readEntry
+		if fast {
+			committed = v.recent.rangeAtHead(r, e.snapHeight)
+		} else {
+			committed = dbRows[j]
+		}
+		if !v.rangeCurrent(r, committed) {
+			return false
+		}
+	}
+	return true
+}
+
+// crossCheck compares, for every transaction the window validates, the
+// window's view of the head with the database's (tests only).
+func (v *validator) crossCheck(batch []*pending, fast []bool, rangeRows [][]readEntry, dbRanges []int) error {
+	for i, p := range batch {
+		if !fast[i] {
+			continue
+		}
+		e := p.e
+		for _, r := range e.reads {
+			if w, db := v.atHead(e, true, r.key, r.ver), v.committed[r.key]; w != db {
+				return fmt.Errorf("window of recent writes diverged: key %q at %+v, database %+v (tx %s, snapshot %d)", r.key, w, db, e.env.txID, e.snapHeight)
+			}
+		}
+		for j := range e.ranges {
+			w, db := v.recent.rangeAtHead(&e.ranges[j], e.snapHeight), rangeRows[dbRanges[i]+j]
+			if !slices.Equal(w, db) {
+				return fmt.Errorf("window of recent writes diverged: range %+v is %+v, database %+v (tx %s, snapshot %d)", e.ranges[j], w, db, e.env.txID, e.snapHeight)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *rangeRead) contains(k string) bool {
+	switch {
+	case k < r.start:
+		return false
+	case r.endInclusive:
+		return k <= r.end
+	default:
+		return r.end == "" || k < r.end
+	}
+}
+
+// rangeCurrent merges the committed content of r's range with the block's
+// earlier writes and compares the result with what r saw.
+func (v *validator) rangeCurrent(r *rangeRead, committed []readEntry) bool {
+	var written []string // overlay keys in the range, sorted
+	if len(v.ovKeys) > 0 {
+		keys := v.sortedKeys()
+		from := sort.SearchStrings(keys, r.start)
+		to := from
+		for to < len(keys) && r.contains(keys[to]) {
+			to++
+		}
+		written = keys[from:to]
+	}
+	n := 0 // results matched so far
+	match := func(k string, ver version) bool {
+		if n >= len(r.results) || r.results[n].key != k || r.results[n].ver != ver {
+			return false
+		}
+		n++
+		return true
+	}
+	i, j := 0, 0
+	for i < len(committed) || j < len(written) {
+		var k string
+		switch {
+		case j >= len(written) || (i < len(committed) && committed[i].key < written[j]):
+			if !match(committed[i].key, committed[i].ver) {
+				return false
+			}
+			i++
+			continue
+		case i >= len(committed) || written[j] < committed[i].key:
+			k = written[j]
+			j++
+		default: // written over a committed key
+			k = written[j]
+			i++
+			j++
+		}
+		if o := v.overlay[k]; !o.del && !match(k, o.ver) {
+			return false
+		}
+	}
+	return n == len(r.results)
+}
+
+// sortedKeys returns the overlay's keys in order.
+func (v *validator) sortedKeys() []string {
+	if !v.ovSorted {
+		slices.Sort(v.ovKeys)
+		v.ovSorted = true
+	}
+	return v.ovKeys
+}
+
+// apply adds a valid transaction's writes to the overlay.
+func (v *validator) apply(e *endorsement, ver version) {
+	for _, w := range e.writes {
+		if _, ok := v.overlay[w.key]; !ok {
+			v.ovKeys = append(v.ovKeys, w.key)
+			v.ovSorted = false
+		}
+		v.overlay[w.key] = overlayEntry{ver: ver, value: w.value, del: w.del}
+	}
+}
+
+// queueStateWrites queues the block's net effect on world state: the last
+// write of each key (one statement may not touch a row twice).
+func (v *validator) queueStateWrites(wb *pgx.Batch, number int64) {
+	if len(v.ovKeys) == 0 {
+		return
+	}
+	v.sortedKeys() // key order keeps index insertions local
+	var (
+		keys    = make([]string, 0, len(v.ovKeys))
+		values  = make([][]byte, 0, len(v.ovKeys))
+		txnums  = make([]int32, 0, len(v.ovKeys))
+		deletes []string
+	)
+	for _, k := range v.ovKeys {
+		o := v.overlay[k]
+		if o.del {
+			deletes = append(deletes, k)
+			continue
+		}
+		keys = append(keys, k)
+		values = append(values, o.value)
+		txnums = append(txnums, o.ver.txnum)
+	}
+	if len(keys) > 0 {
+		wb.Queue(sqlUpsertState, keys, values, number, txnums)
+	}
+	if len(deletes) > 0 {
+		wb.Queue(sqlDeleteState, deletes)
+	}
+}
