@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -27,7 +28,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var f serverFlags
 	var dataDir string
 	b := config.NewBinder(fs)
-	f.bind(b, "")
+	f.bind(b, "", "")
 	b.String(&dataDir, "data-dir", "GREENPOINTS_DEMO_DIR", "", "keep the demo PostgreSQL cluster in this directory (default: a temporary one, deleted on exit)")
 	if err := parseFlags(b, args, stderr); err != nil {
 		return err
@@ -39,6 +40,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log.Info("starting greenpoints demo", "version", version, b.Effective(maskSecret))
 	start := time.Now()
 
+	if f.cfg.KeysDir == "" {
+		dir, cleanup, err := demoKeysDir(dataDir)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		f.cfg.KeysDir = dir
+	}
 	if f.cfg.DatabaseURL == "" {
 		cluster, err := startDemoCluster(ctx, dataDir, log)
 		if err != nil {
@@ -59,7 +68,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	printNextSteps(stdout, a.Addr(), time.Since(start))
+	sum, err := app.SeedDemo(ctx, a.Ledger(), time.Now())
+	if err != nil {
+		a.Close()
+		return err
+	}
+	if err := a.VerifyLedger(ctx); err != nil {
+		a.Close()
+		return fmt.Errorf("demo ledger does not verify: %w", err)
+	}
+	printNextSteps(stdout, a.Addr(), time.Since(start), sum)
 	return a.Run(ctx)
 }
 
@@ -105,21 +123,44 @@ func createDatabase(ctx context.Context, adminURL, name string) error {
 	return nil
 }
 
-func printNextSteps(w io.Writer, addr string, took time.Duration) {
+// demoKeysDir is where the demo keeps its development keys: beside a kept
+// cluster, or in a temporary directory removed on exit.
+func demoKeysDir(dataDir string) (string, func(), error) {
+	if dataDir != "" {
+		return filepath.Join(dataDir, "keys"), func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "greenpoints-demo-keys-")
+	if err != nil {
+		return "", nil, fmt.Errorf("create demo key directory: %w", err)
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+func printNextSteps(w io.Writer, addr string, took time.Duration, sum *app.DemoSummary) {
 	base := "http://" + addr
 	lines := []string{
 		"",
 		fmt.Sprintf("greenpoints demo is running at %s (ready in %.1fs)", base, took.Seconds()),
 		"",
+		fmt.Sprintf("Embedded ledger: %d blocks, hash chain and signatures verified.", sum.Height),
+	}
+	if sum.Seeded {
+		lines = append(lines, "Seeded: regulator, issuer GreenBankMSP, charity green-earth/mangroves, 3 issuances, 1 donation (receipt "+sum.Receipt+").")
+	}
+	for _, b := range sum.Balances {
+		lines = append(lines, fmt.Sprintf("  %-11s %4d points held, %d debt", b.Account, b.Total, b.Debt))
+	}
+	lines = append(lines,
+		"",
 		"Try:",
-		"  curl " + base + "/healthz          # process up",
-		"  curl " + base + "/readyz           # database reachable",
-		"  curl " + base + "/v1/version       # API version",
-		"  curl " + base + "/openapi.yaml     # the API description",
-		"  curl " + base + "/metrics          # Prometheus metrics",
+		"  curl "+base+"/healthz          # process up",
+		"  curl "+base+"/readyz           # database reachable",
+		"  curl "+base+"/v1/version       # API version",
+		"  curl "+base+"/openapi.yaml     # the API description",
+		"  curl "+base+"/metrics          # Prometheus metrics",
 		"",
 		"Press Ctrl-C to stop the server and its PostgreSQL.",
 		"",
-	}
+	)
 	fmt.Fprintln(w, strings.Join(lines, "\n"))
 }

@@ -53,6 +53,7 @@ func runCLI(t *testing.T, env []string, args ...string) result {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Dir = t.TempDir() // relative defaults (data/keys) land there
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -146,6 +147,7 @@ func startServer(t *testing.T, env []string, args ...string) *server {
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(binPath, append(args, "--addr", addr)...)
+	cmd.Dir = t.TempDir()
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	s := &server{cmd: cmd, base: "http://" + addr, done: make(chan error, 1)}
 	pr, pw := io.Pipe()
@@ -236,8 +238,10 @@ func TestDemoStartsAndStopsItsPostgres(t *testing.T) {
 	took := s.waitOK(t, "/readyz", 120*time.Second)
 	t.Logf("demo ready in %s", took)
 	s.waitOK(t, "/healthz", 5*time.Second)
-	if !strings.Contains(s.output(), "curl "+s.base+"/healthz") {
-		t.Errorf("demo does not print next steps:\n%s", s.output())
+	for _, want := range []string{"curl " + s.base + "/healthz", "hash chain and signatures verified", "demo-alice   142 points held"} {
+		if !strings.Contains(s.output(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, s.output())
+		}
 	}
 	pid := demoPostgresPID(t, s.output())
 	s.stop(t)

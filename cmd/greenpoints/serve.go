@@ -19,11 +19,13 @@ type serverFlags struct {
 	logLevel string
 }
 
-func (f *serverFlags) bind(b *config.Binder, dbDefault string) {
+func (f *serverFlags) bind(b *config.Binder, dbDefault, keysDefault string) {
 	b.String(&f.cfg.Addr, "addr", "GREENPOINTS_ADDR", "127.0.0.1:8080", "HTTP listen address, host:port")
 	b.Secret(&f.cfg.DatabaseURL, "database-url", "DATABASE_URL", dbDefault, "PostgreSQL URL, e.g. postgres://user:pass@host:5432/greenpoints")
 	b.Int64(&f.cfg.MaxBodyBytes, "max-body-bytes", "GREENPOINTS_MAX_BODY_BYTES", 1<<20, "largest accepted request body, bytes")
 	b.Duration(&f.cfg.ShutdownTimeout, "shutdown-timeout", "GREENPOINTS_SHUTDOWN_TIMEOUT", 20*time.Second, "how long a graceful shutdown waits for in-flight work")
+	b.String(&f.cfg.Ledger, "ledger", "GREENPOINTS_LEDGER", "embedded", "ledger backend: embedded (in-process, state and blocks in PostgreSQL)")
+	b.String(&f.cfg.KeysDir, "keys-dir", "GREENPOINTS_KEYS_DIR", keysDefault, "directory of the development file key manager (block-signing key, KEK); production uses a KMS")
 	b.String(&f.logLevel, "log-level", "GREENPOINTS_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	f.cfg.Version = version
 }
@@ -43,7 +45,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("serve", "Runs the issuer's HTTP API. Applies pending database migrations first.\nStops gracefully on SIGINT or SIGTERM.", stderr)
 	var f serverFlags
 	b := config.NewBinder(fs)
-	f.bind(b, "")
+	f.bind(b, "", "data/keys")
 	if err := parseFlags(b, args, stderr); err != nil {
 		return err
 	}

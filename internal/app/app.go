@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/greenpoints/greenpoints/api"
+	"github.com/greenpoints/greenpoints/chaincode/embedded"
 	"github.com/greenpoints/greenpoints/internal/database"
+	"github.com/greenpoints/greenpoints/internal/keys"
+	"github.com/greenpoints/greenpoints/issuer"
 )
 
 // Config is the effective configuration of a server.
@@ -27,6 +31,8 @@ type Config struct {
 	MaxBodyBytes    int64         // request body limit
 	ShutdownTimeout time.Duration // graceful shutdown bound
 	Version         string        // build version, reported by /v1/version
+	Ledger          string        // ledger backend: "embedded" (default) or "fabric"
+	KeysDir         string        // directory of the file key manager (development keys)
 }
 
 // App is a running greenpoints server.
@@ -36,6 +42,15 @@ type App struct {
 	pool *pgxpool.Pool
 	ln   net.Listener
 	srv  *http.Server
+	keys keys.Manager
+	led  *embedded.Ledger
+}
+
+// Close releases what Start acquired, for callers that never Run.
+func (a *App) Close() {
+	a.ln.Close()
+	_ = a.led.Close()
+	a.pool.Close()
 }
 
 // Start opens and migrates the database, binds the listen address and
@@ -53,7 +68,23 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 	if err := database.Migrate(ctx, pool); err != nil {
 		return nil, fmt.Errorf("migrate database: %w", err)
 	}
+	if cfg.KeysDir == "" {
+		return nil, fmt.Errorf("no key directory: set --keys-dir or GREENPOINTS_KEYS_DIR")
+	}
+	km, err := keys.NewFileManager(cfg.KeysDir, keys.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
 	ln, err := Listen(cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			ln.Close()
+		}
+	}()
+	led, err := openLedger(ctx, cfg, pool, km, log)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +99,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return &App{cfg: cfg, log: log, pool: pool, ln: ln, srv: srv}, nil
+	return &App{cfg: cfg, log: log, pool: pool, ln: ln, srv: srv, keys: km, led: led}, nil
 }
 
 // Listen binds addr, turning the common failures into advice.
@@ -89,6 +120,17 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 // Pool is the database pool (for tests and embedding commands).
 func (a *App) Pool() *pgxpool.Pool { return a.pool }
 
+// Ledger is the ledger client.
+func (a *App) Ledger() issuer.Ledger { return a.led }
+
+// VerifyLedger checks the embedded ledger's hash chain, block signatures and
+// world state.
+func (a *App) VerifyLedger(ctx context.Context) error {
+	return a.led.VerifyChain(ctx, func(ctx context.Context, id keys.KeyID) (crypto.PublicKey, error) {
+		return a.keys.PublicKey(ctx, id)
+	})
+}
+
 // Run serves until ctx ends, then shuts down gracefully: it stops accepting,
 // waits for in-flight requests (bounded by ShutdownTimeout), and closes the
 // database pool.
@@ -105,6 +147,10 @@ func (a *App) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
 	defer cancel()
 	shutErr := a.srv.Shutdown(sctx)
+	// The ledger drains its pending commits before the pool goes away.
+	if err := a.led.Close(); err != nil {
+		a.log.Error("closing ledger", "err", err)
+	}
 	a.pool.Close()
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("http server: %w", serveErr)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 func startApp(t *testing.T) (*App, context.CancelFunc, chan error) {
 	t.Helper()
-	cfg := Config{Addr: "127.0.0.1:0", DatabaseURL: pgtest.NewDBURL(t), MaxBodyBytes: 1 << 10, ShutdownTimeout: 5 * time.Second, Version: "test"}
+	cfg := Config{Addr: "127.0.0.1:0", DatabaseURL: pgtest.NewDBURL(t), MaxBodyBytes: 1 << 10, ShutdownTimeout: 5 * time.Second, Version: "test", KeysDir: filepath.Join(t.TempDir(), "keys")}
 	a, err := Start(t.Context(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +87,7 @@ func TestStartPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg := Config{Addr: ln.Addr().String(), DatabaseURL: pgtest.NewDBURL(t), ShutdownTimeout: time.Second}
+	cfg := Config{Addr: ln.Addr().String(), DatabaseURL: pgtest.NewDBURL(t), ShutdownTimeout: time.Second, KeysDir: filepath.Join(t.TempDir(), "keys")}
 	_, err = Start(t.Context(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "already in use") {
 		t.Fatalf("Start = %v, want 'already in use'", err)
