@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/greenpoints/greenpoints/chaincode/stub"
-	"github.com/greenpoints/greenpoints/internal/apperr"
 )
 
 // Queries are read-only: evaluate them. GetLots, GetAccountHistory and
@@ -81,17 +80,26 @@ func (t *txn) page(start, end string, size int32, bookmark string) ([]stub.KV, s
 	return kvs, next, nil
 }
 
-func getLots(t *txn, a *PageArgs) (any, error) {
+// lotPage reads one page of the lot keys of an account the caller may read.
+func (t *txn) lotPage(a *PageArgs, def, max int32) (*Account, []stub.KV, string, error) {
 	acct, err := t.ownAccount(a.Account)
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
-	size, err := pageSize(a.PageSize, DefaultLotsPage, MaxLotsPage)
+	size, err := pageSize(a.PageSize, def, max)
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
 	prefix := lotPrefix(acct.ID)
 	kvs, next, err := t.page(prefix, stub.PrefixEnd(prefix), size, a.Bookmark)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return acct, kvs, next, nil
+}
+
+func getLots(t *txn, a *PageArgs) (any, error) {
+	acct, kvs, next, err := t.lotPage(a, DefaultLotsPage, MaxLotsPage)
 	if err != nil {
 		return nil, err
 	}
@@ -114,16 +122,7 @@ func getLots(t *txn, a *PageArgs) (any, error) {
 // the first page its account, debt and family-link keys, then a page of its
 // lot keys, at most MaxHistoryPerKey entries each (the latest ones).
 func getAccountHistory(t *txn, a *PageArgs) (any, error) {
-	acct, err := t.ownAccount(a.Account)
-	if err != nil {
-		return nil, err
-	}
-	size, err := pageSize(a.PageSize, DefaultHistoryPage, MaxHistoryPage)
-	if err != nil {
-		return nil, err
-	}
-	prefix := lotPrefix(acct.ID)
-	kvs, next, err := t.page(prefix, stub.PrefixEnd(prefix), size, a.Bookmark)
+	acct, kvs, next, err := t.lotPage(a, DefaultHistoryPage, MaxHistoryPage)
 	if err != nil {
 		return nil, err
 	}
@@ -174,18 +173,14 @@ func getClaim(t *txn, a *ClaimArgs) (any, error) {
 	if err := needHex64("claim", a.Claim); err != nil {
 		return nil, err
 	}
-	var c Claim
-	found, err := t.getJSON(claimKey(a.Claim), &c)
+	c, err := t.loadClaim(a.Claim)
 	if err != nil {
 		return nil, err
-	}
-	if !found {
-		return nil, apperr.New(apperr.NotFound, "claim_not_found", "claim %s does not exist", a.Claim)
 	}
 	if err := t.canReadIssuer(c.Issuer); err != nil {
 		return nil, err
 	}
-	return c, nil
+	return *c, nil
 }
 
 // prefixRange reads up to MaxRegistryEntries records under prefix.

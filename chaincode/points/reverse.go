@@ -22,13 +22,9 @@ func reverse(t *txn, a *ReverseArgs) (any, error) {
 	if err := needID("itemId", a.ItemID); err != nil {
 		return nil, err
 	}
-	var c Claim
-	found, err := t.getJSON(claimKey(a.Claim), &c)
+	c, err := t.loadClaim(a.Claim)
 	if err != nil {
 		return nil, err
-	}
-	if !found {
-		return nil, apperr.New(apperr.NotFound, "claim_not_found", "claim %s does not exist", a.Claim)
 	}
 	if c.Issuer != t.caller {
 		return nil, errForbidden("not_claim_owner", "claim %s belongs to another issuer", a.Claim)
@@ -122,6 +118,19 @@ func reverse(t *txn, a *ReverseArgs) (any, error) {
 	if err := t.put(claimKey(c.Claim), c); err != nil {
 		return nil, err
 	}
-	t.emit(Change{Type: ChangeClaimReversed, Claim: &c})
+	t.emit(Change{Type: ChangeClaimReversed, Claim: c})
 	return res, nil
+}
+
+// loadClaim reads a committed claim; claim_not_found when absent.
+func (t *txn) loadClaim(claim string) (*Claim, error) {
+	var c Claim
+	found, err := t.getJSON(claimKey(claim), &c)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, apperr.New(apperr.NotFound, "claim_not_found", "claim %s does not exist", claim)
+	}
+	return &c, nil
 }
