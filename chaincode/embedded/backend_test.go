@@ -789,3 +789,52 @@ func TestValidateKey(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysReadAsAbsent: a key a valid transaction read as absent is written
+// with a plain insert, however later transactions of the same block rewrite
+// or delete it; keys that exist keep the upsert.
+func TestKeysReadAsAbsent(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewDB(t)
+	setup := open(t, pool, Options{})
+	submit(t, setup, put("k", "0"), put("e", "0"))
+	l := open(t, pool, Options{MaxBlockTxs: 6, BlockLinger: time.Minute, KeyID: "block/v1"})
+	es := []issuer.Endorsed{
+		endorse(t, l, get("n"), put("n", "1"), get("g"), put("g", "1"), get("k"), put("k", "1")),
+		endorse(t, l, put("n", "2")),                     // blind rewrite of a fresh key
+		endorse(t, l, del("g")),                          // blind delete of a fresh key
+		endorse(t, l, get("d"), put("d", "1"), del("e")), // a fresh key and a delete of an existing one
+		endorse(t, l, get("d"), put("x", "1")),           // read d as absent: invalid, d was written
+		endorse(t, l, put("e", "again")),                 // re-create a key deleted earlier in the block
+	}
+	out := commitInOrder(t, l, es...)
+	want := []string{"", "", "", "", "conflict/mvcc_read_conflict", ""}
+	blocks := map[uint64]bool{}
+	for i, o := range out {
+		got := ""
+		if o.err != nil {
+			got = reasonOf(o.err)
+		} else {
+			blocks[o.res.Block] = true
+		}
+		if got != want[i] {
+			t.Errorf("transaction %d: %q, want %q", i, got, want[i])
+		}
+	}
+	if len(blocks) != 1 {
+		t.Errorf("transactions landed in blocks %v, want one block", blocks)
+	}
+	for k, v := range map[string]*string{"n": ptr("2"), "g": nil, "k": ptr("1"), "d": ptr("1"), "x": nil, "e": ptr("again")} {
+		if got := stateOf(t, pool, k); !cmp.Equal(got, v) {
+			t.Errorf("state of %q = %v, want %v", k, got, v)
+		}
+	}
+	if err := l.VerifyChain(context.Background(), StaticKeys(setup, l)); err != nil {
+		t.Errorf("VerifyChain: %v", err)
+	}
+	// The next block sees the inserted keys as any others.
+	submit(t, setup, get("n"), put("n", "3"))
+	if got := stateOf(t, pool, "n"); got == nil || *got != "3" {
+		t.Errorf("state of n = %v, want 3", got)
+	}
+}

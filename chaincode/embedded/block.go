@@ -54,6 +54,12 @@ const (
 	sqlUpsertState = `INSERT INTO ledger_state (key, value, block, txnum)
 		SELECT u.k, u.v, $3, u.t FROM unnest($1::text[], $2::bytea[], $4::int[]) AS u(k, v, t)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value, block = excluded.block, txnum = excluded.txnum`
+	// sqlInsertState writes keys known to be absent: a plain insert costs
+	// PostgreSQL about a third less than the upsert's speculative insertion.
+	// Should a key exist after all, the unique index fails the block and
+	// nothing is written.
+	sqlInsertState = `INSERT INTO ledger_state (key, value, block, txnum)
+		SELECT u.k, u.v, $3, u.t FROM unnest($1::text[], $2::bytea[], $4::int[]) AS u(k, v, t)`
 	sqlDeleteState = `DELETE FROM ledger_state WHERE key = ANY($1::text[])`
 )
 
@@ -490,6 +496,10 @@ type overlayEntry struct {
 	ver   version
 	value []byte
 	del   bool
+	// fresh: the key is absent at the head of the chain, before this block
+	// (the first valid transaction of the block to write it had read it as
+	// absent, and validation proved that read current).
+	fresh bool
 }
 
 // atHead is the committed version of a key e read (seeing seen) at the head
@@ -633,12 +643,19 @@ func (v *validator) sortedKeys() []string {
 
 // apply adds a valid transaction's writes to the overlay.
 func (v *validator) apply(e *endorsement, ver version) {
+	r := 0 // e.reads and e.writes are both sorted by key
 	for _, w := range e.writes {
-		if _, ok := v.overlay[w.key]; !ok {
+		prev, ok := v.overlay[w.key]
+		fresh := prev.fresh
+		if !ok {
 			v.ovKeys = append(v.ovKeys, w.key)
 			v.ovSorted = false
+			for r < len(e.reads) && e.reads[r].key < w.key {
+				r++
+			}
+			fresh = r < len(e.reads) && e.reads[r].key == w.key && e.reads[r].ver == version{}
 		}
-		v.overlay[w.key] = overlayEntry{ver: ver, value: w.value, del: w.del}
+		v.overlay[w.key] = overlayEntry{ver: ver, value: w.value, del: w.del, fresh: fresh}
 	}
 }
 
@@ -649,24 +666,36 @@ func (v *validator) queueStateWrites(wb *pgx.Batch, number int64) {
 		return
 	}
 	v.sortedKeys() // key order keeps index insertions local
+	type rows struct {
+		keys   []string
+		values [][]byte
+		txnums []int32
+	}
 	var (
-		keys    = make([]string, 0, len(v.ovKeys))
-		values  = make([][]byte, 0, len(v.ovKeys))
-		txnums  = make([]int32, 0, len(v.ovKeys))
-		deletes []string
+		upsert, insert rows // keys that may exist, keys absent at the head
+		deletes        []string
 	)
 	for _, k := range v.ovKeys {
 		o := v.overlay[k]
 		if o.del {
-			deletes = append(deletes, k)
+			if !o.fresh {
+				deletes = append(deletes, k)
+			}
 			continue
 		}
-		keys = append(keys, k)
-		values = append(values, o.value)
-		txnums = append(txnums, o.ver.txnum)
+		to := &upsert
+		if o.fresh {
+			to = &insert
+		}
+		to.keys = append(to.keys, k)
+		to.values = append(to.values, o.value)
+		to.txnums = append(to.txnums, o.ver.txnum)
 	}
-	if len(keys) > 0 {
-		wb.Queue(sqlUpsertState, keys, values, number, txnums)
+	if len(insert.keys) > 0 {
+		wb.Queue(sqlInsertState, insert.keys, insert.values, number, insert.txnums)
+	}
+	if len(upsert.keys) > 0 {
+		wb.Queue(sqlUpsertState, upsert.keys, upsert.values, number, upsert.txnums)
 	}
 	if len(deletes) > 0 {
 		wb.Queue(sqlDeleteState, deletes)

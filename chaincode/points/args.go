@@ -53,6 +53,9 @@ func decodeArgs(data []byte, v any) error {
 	if err := checkFields(data, reflect.TypeOf(v).Elem()); err != nil {
 		return err
 	}
+	if f, ok := v.(fastDecoder); ok && f.decodeFast(data) {
+		return nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -334,3 +334,97 @@ func (v LotView) MarshalJSON() ([]byte, error) {
 	b = strconv.AppendInt(b, v.Held, 10)
 	return append(b, '}'), nil
 }
+
+// MarshalJSON implements json.Marshaler. An IssueBatch result is the largest
+// result the contract returns (one entry per item); encoding it directly
+// skips encoding/json's reflection and its re-validation of every
+// ItemResult's MarshalJSON output.
+func (r IssueBatchResult) MarshalJSON() ([]byte, error) {
+	return r.appendJSON(make([]byte, 0, 128+len(r.Results)*160)), nil
+}
+
+func (r *IssueBatchResult) appendJSON(b []byte) []byte {
+	b = append(b, `{"results":`...)
+	if r.Results == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range r.Results {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = r.Results[i].appendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"issued":`...)
+	b = strconv.AppendInt(b, int64(r.Issued), 10)
+	b = append(b, `,"alreadyIssued":`...)
+	b = strconv.AppendInt(b, int64(r.AlreadyIssued), 10)
+	b = append(b, `,"claimedElsewhere":`...)
+	b = strconv.AppendInt(b, int64(r.ClaimedElsewhere), 10)
+	b = append(b, `,"rejected":`...)
+	b = strconv.AppendInt(b, int64(r.Rejected), 10)
+	return append(b, '}')
+}
+
+// Accounts are read by every issuance (each item names its own), so their
+// canonical encoding, the one encoding/json writes for Account, is decoded
+// by hand; anything else goes through encoding/json.
+
+// decodeAccount decodes raw into a when raw is exactly Account's canonical
+// encoding with plain printable-ASCII strings (no escapes), giving the same
+// result as encoding/json. ok is false when raw is anything else, for
+// encoding/json to decode.
+func decodeAccount(raw []byte, a *Account) (ok bool) {
+	p := accountParser{data: raw}
+	var out Account
+	if !p.lit(`{"id":`) || !p.str(&out.ID) ||
+		!p.lit(`,"kind":`) || !p.str(&out.Kind) ||
+		!p.lit(`,"issuer":`) || !p.str(&out.Issuer) ||
+		!p.lit(`,"openedAt":`) {
+		return false
+	}
+	start := p.pos
+	var ts string
+	if !p.str(&ts) || out.OpenedAt.UnmarshalJSON(raw[start:p.pos]) != nil {
+		return false
+	}
+	if !p.lit(`,"txId":`) || !p.str(&out.TxID) || !p.lit(`}`) || p.pos != len(raw) {
+		return false
+	}
+	*a = out
+	return true
+}
+
+type accountParser struct {
+	data []byte
+	pos  int
+}
+
+func (p *accountParser) lit(s string) bool {
+	if len(p.data)-p.pos < len(s) || string(p.data[p.pos:p.pos+len(s)]) != s {
+		return false
+	}
+	p.pos += len(s)
+	return true
+}
+
+// str reads a JSON string made of printable ASCII other than '"' and '\\',
+// which encoding/json would decode to exactly its bytes.
+func (p *accountParser) str(v *string) bool {
+	if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+		return false
+	}
+	for i := p.pos + 1; i < len(p.data); i++ {
+		switch c := p.data[i]; {
+		case c == '"':
+			*v = string(p.data[p.pos+1 : i])
+			p.pos = i + 1
+			return true
+		case c < 0x20 || c >= 0x7f || c == '\\':
+			return false
+		}
+	}
+	return false
+}

@@ -3,6 +3,7 @@ package points
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -155,4 +156,59 @@ func TestLotViewKeepsItsFields(t *testing.T) {
 	if err := json.Unmarshal(raw, &back); err != nil || back.Due || back.Held != 5 {
 		t.Errorf("round trip %s -> %+v (%v)", raw, back, err)
 	}
+}
+
+// issueBatchResultPlain has IssueBatchResult's fields and tags but not its MarshalJSON.
+type issueBatchResultPlain IssueBatchResult
+
+func TestIssueBatchResultEncodingMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	str := rapid.OneOf(rapid.StringMatching(`[A-Za-z0-9._:/-]{0,20}`), rapid.String())
+	rapid.Check(t, func(t *rapid.T) {
+		r := IssueBatchResult{Issued: rapid.Int().Draw(t, "i"), AlreadyIssued: rapid.Int().Draw(t, "a"),
+			ClaimedElsewhere: rapid.Int().Draw(t, "c"), Rejected: rapid.Int().Draw(t, "r")}
+		if rapid.Bool().Draw(t, "some") {
+			r.Results = []ItemResult{}
+			for i := range rapid.IntRange(0, 5).Draw(t, "n") {
+				r.Results = append(r.Results, ItemResult{Index: i, ItemID: str.Draw(t, "id"), Claim: str.Draw(t, "claim"),
+					Status: str.Draw(t, "status"), Reason: str.Draw(t, "reason"), LotID: str.Draw(t, "lot"),
+					LotKey: str.Draw(t, "key"), DebtSettled: rapid.Int64().Draw(t, "debt")})
+			}
+		}
+		want, err := json.Marshal(issueBatchResultPlain(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.MarshalJSON()
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("got %s (%v), want %s", got, err, want)
+		}
+	})
+}
+
+func TestAccountDecodingMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	str := rapid.OneOf(rapid.StringMatching(`[A-Za-z0-9._:/-]{0,20}`), rapid.String())
+	rapid.Check(t, func(t *rapid.T) {
+		a := Account{ID: str.Draw(t, "id"), Kind: str.Draw(t, "kind"), Issuer: str.Draw(t, "issuer"), TxID: str.Draw(t, "tx"),
+			OpenedAt: time.Unix(rapid.Int64Range(0, 253402300799).Draw(t, "at"), rapid.Int64Range(0, 999999999).Draw(t, "ns")).UTC()}
+		raw, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The canonical encoding, and arbitrary edits of it.
+		if rapid.Bool().Draw(t, "edit") {
+			i := rapid.IntRange(0, len(raw)-1).Draw(t, "at")
+			raw = append(raw[:i:i], append([]byte(rapid.StringN(0, 3, 3).Draw(t, "ins")), raw[i+rapid.IntRange(0, min(3, len(raw)-i)).Draw(t, "cut"):]...)...)
+		}
+		var want Account
+		wantErr := json.Unmarshal(raw, &want)
+		var got Account
+		if !decodeAccount(raw, &got) {
+			return // encoding/json decides
+		}
+		if wantErr != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("decodeAccount(%s) = %+v, encoding/json %+v (%v)", raw, got, want, wantErr)
+		}
+	})
 }
