@@ -12,7 +12,7 @@ BENCHTIME ?= 1x
 
 export PATH := $(PATH):/usr/local/go/bin:$(shell $(GO) env GOPATH 2>/dev/null)/bin
 
-.PHONY: all deps build demo test vet fmt-check fuzz bench clean
+.PHONY: all deps build demo test fabric-test vet fmt-check fuzz bench clean
 
 all: build
 
@@ -35,6 +35,11 @@ vet:
 # The whole suite: real PostgreSQL clusters are started by the tests themselves.
 test: deps fmt-check vet
 	$(GO) test -count=1 -timeout 25m $(PKGS)
+
+# The Fabric backend alone: builds the pinned Fabric binaries (cached), starts
+# native networks and runs the contract suite on them. Also part of make test.
+fabric-test: deps
+	$(GO) test -count=1 -timeout 25m ./internal/fabricnet/ ./chaincode/fabric/...
 
 # Each fuzz target for FUZZTIME (go test allows one target per run).
 fuzz:

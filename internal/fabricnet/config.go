@@ -35,6 +35,9 @@ type orgSpec struct {
 type topology struct {
 	orderer  orgSpec
 	peerOrgs []orgSpec
+	// endorsement is the ImplicitMeta rule ("MAJORITY" when "") of the
+	// channel's Endorsement and LifecycleEndorsement policies.
+	endorsement string
 }
 
 // topologies are the networks Start knows by name.
@@ -43,6 +46,23 @@ var topologies = map[string]topology{
 	"dev": {
 		orderer:  orgSpec{name: "Orderer", mspID: "OrdererMSP", domain: "greenpoints.test"},
 		peerOrgs: []orgSpec{{name: "Org1", mspID: "Org1MSP", domain: "org1.greenpoints.test", peers: 1}},
+	},
+	// suite: dev plus the organisations the contract suite signs as
+	// (chaincode/contracttest.DefaultOptions), channel members without
+	// peers: their clients submit through Org1's peer. Any one org's peers
+	// endorse (and approve chaincode definitions), so Org1's peer alone does.
+	"suite": {
+		orderer: orgSpec{name: "Orderer", mspID: "OrdererMSP", domain: "greenpoints.test"},
+		peerOrgs: []orgSpec{
+			{name: "Org1", mspID: "Org1MSP", domain: "org1.greenpoints.test", peers: 1},
+			{name: "Regulator", mspID: "RegulatorMSP", domain: "regulator.greenpoints.test"},
+			{name: "BankA", mspID: "BankAMSP", domain: "banka.greenpoints.test"},
+			{name: "BankB", mspID: "BankBMSP", domain: "bankb.greenpoints.test"},
+			{name: "Auditor", mspID: "AuditorMSP", domain: "auditor.greenpoints.test"},
+			{name: "Charity", mspID: "CharityMSP", domain: "charity.greenpoints.test"},
+			{name: "Stranger", mspID: "StrangerMSP", domain: "stranger.greenpoints.test"},
+		},
+		endorsement: "ANY",
 	},
 }
 
@@ -84,7 +104,11 @@ func writeCryptoConfig(path string, topo topology) error {
 // sampleconfig/configtx.yaml (Channel V3_0, Orderer V2_0, Application V2_5),
 // written out in full instead of through the sample's YAML anchors; the
 // organisations, consenters and block cutting are ours.
-func writeConfigtx(path string, n *Network) error {
+func writeConfigtx(path string, n *Network, topo topology) error {
+	endorsement := topo.endorsement
+	if endorsement == "" {
+		endorsement = "MAJORITY"
+	}
 	type policy struct{ Type, Rule string }
 	sig := func(rule string) policy { return policy{"Signature", rule} }
 	meta := func(rule string) policy { return policy{"ImplicitMeta", rule} }
@@ -168,8 +192,8 @@ func writeConfigtx(path string, n *Network) error {
 				"Readers":              meta("ANY Readers"),
 				"Writers":              meta("ANY Writers"),
 				"Admins":               meta("MAJORITY Admins"),
-				"LifecycleEndorsement": meta("MAJORITY Endorsement"),
-				"Endorsement":          meta("MAJORITY Endorsement"),
+				"LifecycleEndorsement": meta(endorsement + " Endorsement"),
+				"Endorsement":          meta(endorsement + " Endorsement"),
 			},
 			"Capabilities": map[string]bool{"V2_5": true},
 		},
@@ -304,6 +328,7 @@ func (n *Network) peerEnv(org *Org, p *Peer) []string {
 		"CORE_LEDGER_SNAPSHOTS_ROOTDIR="+filepath.Join(p.dataDir, "snapshots"),
 		"CORE_OPERATIONS_LISTENADDRESS="+p.OperationsAddress,
 		"CORE_METRICS_PROVIDER=prometheus",
+		n.externalBuildersEnv(),
 	)
 }
 

@@ -38,7 +38,9 @@ type Options struct {
 	// that Stop removes.
 	Dir string
 	// Topology names the network: "dev" (one peer org with one peer, one
-	// orderer org with one Raft orderer). "" means "dev".
+	// orderer org with one Raft orderer) or "suite" (dev plus peerless
+	// member orgs RegulatorMSP, BankAMSP, BankBMSP, AuditorMSP, CharityMSP,
+	// StrangerMSP, for the contract suite). "" means "dev".
 	Topology string
 	// Channel is the application channel's name; "" means DefaultChannel.
 	Channel string
@@ -65,7 +67,10 @@ type Network struct {
 	tempDir string // removed by Stop; "" when the caller owns Dir
 	log     *slog.Logger
 
-	procs    []*proc // in start order; Stop goes backwards
+	procs    []*proc    // in start order; Stop goes backwards
+	procsMu  sync.Mutex // guards procs appended after Start (the chaincode service)
+	ccMu     sync.Mutex
+	cc       *ccService // the chaincode service, once DeployChaincode started it
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -322,11 +327,14 @@ func (n *Network) generate(ctx context.Context, topo topology) error {
 	if err := os.MkdirAll(txDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", txDir, err)
 	}
-	if err := writeConfigtx(filepath.Join(txDir, "configtx.yaml"), n); err != nil {
+	if err := writeConfigtx(filepath.Join(txDir, "configtx.yaml"), n, topo); err != nil {
 		return err
 	}
 	if _, err := n.run(ctx, []string{"FABRIC_CFG_PATH=" + txDir}, "configtxgen", "-profile", profileName,
 		"-channelID", n.Channel, "-outputBlock", n.genesisBlock()); err != nil {
+		return err
+	}
+	if err := n.writeBuilder(); err != nil {
 		return err
 	}
 	if err := copySampleConfig(ctx, "orderer.yaml", n.Orderer.cfgDir); err != nil {
@@ -561,7 +569,12 @@ func (n *Network) PeerAdmin(ctx context.Context, p *Peer, args ...string) ([]byt
 // ChannelHeight returns the height of the channel's chain on peer p (the
 // number of blocks it has committed), from `peer channel getinfo`.
 func (n *Network) ChannelHeight(ctx context.Context, p *Peer) (uint64, error) {
-	out, err := n.PeerAdmin(ctx, p, "channel", "getinfo", "-c", n.Channel)
+	return n.ChannelHeightOf(ctx, p, n.Channel)
+}
+
+// ChannelHeightOf is ChannelHeight for another channel.
+func (n *Network) ChannelHeightOf(ctx context.Context, p *Peer, channel string) (uint64, error) {
+	out, err := n.PeerAdmin(ctx, p, "channel", "getinfo", "-c", channel)
 	if err != nil {
 		return 0, err
 	}
@@ -601,6 +614,8 @@ func (n *Network) peerAddresses() []string {
 
 // PIDs returns the process ids of the running nodes, in start order.
 func (n *Network) PIDs() []int {
+	n.procsMu.Lock()
+	defer n.procsMu.Unlock()
 	pids := make([]int, len(n.procs))
 	for i, p := range n.procs {
 		pids[i] = p.pid
@@ -619,7 +634,10 @@ func (n *Network) Stop(ctx context.Context) error {
 
 func (n *Network) stop(ctx context.Context) error {
 	var errs []error
-	for _, p := range slices.Backward(n.procs) {
+	n.procsMu.Lock()
+	procs := slices.Clone(n.procs)
+	n.procsMu.Unlock()
+	for _, p := range slices.Backward(procs) {
 		if err := p.stop(ctx, n.log); err != nil {
 			errs = append(errs, err)
 		}
