@@ -1,0 +1,397 @@
+package fabric_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hyperledger/fabric-gateway/pkg/client"
+	"github.com/hyperledger/fabric-gateway/pkg/hash"
+	"github.com/hyperledger/fabric-gateway/pkg/identity"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/greenpoints/greenpoints/chaincode/fabric"
+	"github.com/greenpoints/greenpoints/chaincode/points"
+	"github.com/greenpoints/greenpoints/internal/fabricnet"
+	"github.com/greenpoints/greenpoints/issuer"
+)
+
+// The benchmarks run the points contract on the network TestMain starts:
+// the "suite" topology, i.e. the dev topology (Org1 with the only peer, one
+// Raft orderer) plus peerless member orgs, whose RegulatorMSP and BankAMSP
+// identities the benchmark signs as; Org1's peer alone endorses. Each
+// sub-benchmark gets its own channel with the chaincode committed on it.
+// Block cutting is fabricnet's: BatchTimeout 200 ms, MaxMessageCount 10,
+// PreferredMaxBytes 16 MB. See docs/benchmarks.md for the command and the
+// results.
+
+const (
+	benchRegulator = "RegulatorMSP"
+	benchIssuer    = "BankAMSP"
+	benchAccounts  = 1000
+)
+
+// cpuMeter measures the CPU time this process (the benchmark's gateway
+// client) and the network's processes (peer, orderer, chaincode service)
+// spend, so the figures can be read independently of the machine's other
+// load (Linux only; zero elsewhere).
+type cpuMeter struct {
+	client time.Duration
+	procs  map[string]time.Duration // by /proc/<pid>/comm
+}
+
+func readCPU() cpuMeter {
+	m := cpuMeter{procs: map[string]time.Duration{}}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		m.client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for _, pid := range nw.PIDs() {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		name := strings.TrimSpace(string(comm))
+		if strings.HasPrefix(name, "greenpoints") {
+			name = "cc"
+		}
+		// Fields after the command name, which is in parentheses.
+		i := bytes.LastIndexByte(data, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(data[i+1:]))
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		m.procs[name] += time.Duration(utime+stime) * (time.Second / 100) // USER_HZ
+	}
+	return m
+}
+
+// report adds the CPU spent since start, per unit of work, to b's metrics.
+func (start cpuMeter) report(b *testing.B, units int, unit string) {
+	end := readCPU()
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(units) }
+	b.ReportMetric(per(end.client-start.client), "client-cpu-µs/"+unit)
+	for _, name := range []string{"peer", "orderer", "cc"} {
+		b.ReportMetric(per(end.procs[name]-start.procs[name]), name+"-cpu-µs/"+unit)
+	}
+}
+
+func hex64(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// pointsBench is a ledger on a fresh channel running the points contract
+// with a regulator, one issuer with anchored rule, methodology and profile,
+// and accounts.
+type pointsBench struct {
+	l        *fabric.Ledger
+	channel  string
+	accounts []string
+	expires  time.Time
+}
+
+func (p *pointsBench) call(b *testing.B, caller, fn string, args any, result any) {
+	b.Helper()
+	res, err := p.l.Submit(context.Background(), issuer.Proposal{Caller: caller, Function: fn, Args: mustMarshal(b, args)})
+	if err != nil {
+		b.Fatalf("%s: %v", fn, err)
+	}
+	if result != nil {
+		if err := json.Unmarshal(res.Payload, result); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// setupPoints creates a channel with the chaincode and the contract's
+// setup on it. The ledger is closed by the caller.
+func setupPoints(b *testing.B, accounts int) *pointsBench {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	channel := fmt.Sprintf("bench%d", chCount.Add(1))
+	if err := nw.CreateChannel(ctx, channel); err != nil {
+		b.Fatalf("CreateChannel(%s): %v", channel, err)
+	}
+	if err := nw.DeployChaincodeOn(ctx, channel, "points"); err != nil {
+		b.Fatalf("DeployChaincodeOn(%s): %v", channel, err)
+	}
+	org1 := nw.Orgs[0]
+	cfg := fabric.Config{
+		PeerEndpoint: org1.Peers[0].Address,
+		TLSRootCert:  readFileB(b, org1.TLSRootCert),
+		Identities:   map[string]fabric.Identity{},
+		Channel:      channel,
+		Chaincode:    "points",
+	}
+	for _, org := range nw.Orgs {
+		if org.MSPID == benchRegulator || org.MSPID == benchIssuer {
+			cfg.Identities[org.MSPID] = fabric.Identity{Cert: readFileB(b, org.User.Cert), Key: readFileB(b, org.User.Key)}
+		}
+	}
+	if len(cfg.Identities) != 2 {
+		b.Fatalf("the network has no %s or %s: it must be the suite topology", benchRegulator, benchIssuer)
+	}
+	l, err := fabric.New(ctx, cfg)
+	if err != nil {
+		b.Fatalf("fabric.New: %v", err)
+	}
+	p := &pointsBench{l: l, channel: channel, expires: time.Now().Add(300 * 24 * time.Hour).Truncate(time.Second)}
+	p.call(b, benchRegulator, "InitLedger", points.InitLedgerArgs{RegulatorMSP: benchRegulator}, nil)
+	p.call(b, benchRegulator, "RegisterMember", points.RegisterMemberArgs{
+		MSP: benchIssuer, Role: points.RoleIssuer, Name: "Bank", FilingNumber: "F-1", Status: points.StatusActive}, nil)
+	eff := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
+	p.call(b, benchIssuer, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorRule, ID: "rule", Version: "1", SHA256: hex64("r1"), EffectiveAt: eff}, nil)
+	p.call(b, benchIssuer, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorMethodology, ID: "meth", Version: "1", SHA256: hex64("m1"), EffectiveAt: eff}, nil)
+	p.call(b, benchIssuer, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorProfile, ID: "cn", Version: "1", SHA256: hex64("p1"), EffectiveAt: eff,
+		Profile: &points.ProfileArgs{Timezone: "Asia/Shanghai", MaxValidityDays: 3650, TransfersAllowed: true, PointValueFen: 2}}, nil)
+	for start := 0; start < accounts; start += points.MaxOpenAccounts {
+		var batch points.OpenAccountsArgs
+		for i := start; i < min(accounts, start+points.MaxOpenAccounts); i++ {
+			batch.Accounts = append(batch.Accounts, points.OpenAccountArgs{AccountID: fmt.Sprintf("acct-%06d", i), Kind: points.KindConsumer})
+		}
+		p.call(b, benchIssuer, "OpenAccounts", batch, nil)
+		for _, a := range batch.Accounts {
+			p.accounts = append(p.accounts, a.AccountID)
+		}
+	}
+	return p
+}
+
+func readFileB(b *testing.B, path string) []byte {
+	b.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+var itemSeq atomic.Int64
+
+func (p *pointsBench) item(account string, pts int64) points.IssueItem {
+	id := fmt.Sprintf("item-%d", itemSeq.Add(1))
+	return points.IssueItem{
+		ItemID: id, Account: account, Points: pts, Grams: 1500, Category: "transit",
+		RuleVersion: points.VersionRef{ID: "rule", Version: "1"}, MethodologyVersion: points.VersionRef{ID: "meth", Version: "1"},
+		ProfileVersion: points.VersionRef{ID: "cn", Version: "1"}, QuantificationHash: hex64("q" + id),
+		ExpiresAt: p.expires, Claim: hex64("claim" + id),
+	}
+}
+
+// runWorkers submits the proposals with the given concurrency and returns
+// the elapsed time. check validates each result payload.
+func runWorkers(b *testing.B, submit submitFunc, workers int, props []issuer.Proposal, check func([]byte) error) time.Duration {
+	b.Helper()
+	var (
+		next   atomic.Int64
+		failed atomic.Pointer[error]
+		wg     sync.WaitGroup
+	)
+	began := time.Now()
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(props) || failed.Load() != nil {
+					return
+				}
+				payload, err := submit(props[i])
+				if err == nil {
+					err = check(payload)
+				}
+				if err != nil {
+					failed.Store(&err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	if e := failed.Load(); e != nil {
+		b.Fatalf("%s: %v", props[0].Function, *e)
+	}
+	return elapsed
+}
+
+func mustMarshal(b *testing.B, v any) []byte {
+	doc, err := json.Marshal(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return doc
+}
+
+func height(b *testing.B, l *fabric.Ledger) uint64 {
+	b.Helper()
+	h, err := l.Height(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
+
+// submitFunc submits a proposal and waits for its commit; it returns the
+// contract's result payload.
+type submitFunc func(issuer.Proposal) ([]byte, error)
+
+// viaLedger submits through issuer.Ledger (fabric.Ledger.Submit): endorse,
+// submit, commit status, then the transaction's block (qscc
+// GetBlockByNumber) for its index and timestamp.
+func viaLedger(_ *testing.B, p *pointsBench) (submitFunc, func()) {
+	return func(prop issuer.Proposal) ([]byte, error) {
+		res, err := p.l.Submit(context.Background(), prop)
+		if err != nil {
+			return nil, err
+		}
+		return res.Payload, nil
+	}, func() {}
+}
+
+// viaGateway submits with fabric-gateway directly as the issuer: endorse,
+// submit, commit status, and nothing else. It isolates the network's rate
+// from the ledger client's per-transaction block lookup.
+func viaGateway(b *testing.B, p *pointsBench) (submitFunc, func()) {
+	b.Helper()
+	var org1, bank *fabricnet.Org
+	for _, o := range nw.Orgs {
+		switch o.MSPID {
+		case nw.Orgs[0].MSPID:
+			org1 = o
+		case benchIssuer:
+			bank = o
+		}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(readFileB(b, org1.TLSRootCert)) {
+		b.Fatal("no TLS root certificate")
+	}
+	conn, err := grpc.NewClient(org1.Peers[0].Address, grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(pool, "")),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(100<<20), grpc.MaxCallSendMsgSize(100<<20)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cert, err := identity.CertificateFromPEM(readFileB(b, bank.User.Cert))
+	if err != nil {
+		b.Fatal(err)
+	}
+	id, err := identity.NewX509Identity(benchIssuer, cert)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, err := identity.PrivateKeyFromPEM(readFileB(b, bank.User.Key))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sign, err := identity.NewPrivateKeySign(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gw, err := client.Connect(id, client.WithSign(sign), client.WithHash(hash.SHA256), client.WithClientConnection(conn),
+		client.WithEndorseTimeout(time.Minute), client.WithSubmitTimeout(time.Minute), client.WithCommitStatusTimeout(2*time.Minute))
+	if err != nil {
+		b.Fatal(err)
+	}
+	contract := gw.GetNetwork(p.channel).GetContract("points")
+	return func(prop issuer.Proposal) ([]byte, error) {
+			if prop.Caller != benchIssuer {
+				return nil, fmt.Errorf("viaGateway signs as %s only", benchIssuer)
+			}
+			out, commit, err := contract.SubmitAsync(prop.Function, client.WithBytesArguments(prop.Args))
+			if err != nil {
+				return nil, err
+			}
+			st, err := commit.Status()
+			if err != nil {
+				return nil, err
+			}
+			if !st.Successful {
+				return nil, fmt.Errorf("transaction %s: %s", st.TransactionID, st.Code)
+			}
+			return out, nil
+		}, func() {
+			_ = gw.Close()
+			_ = conn.Close()
+		}
+}
+
+// BenchmarkFabricIssue measures IssueBatch committed on Fabric through
+// fabric.Ledger: each issuance writes its own claim, its lot and its expiry
+// index entry. b.N is the number of batches (transactions), submitted by
+// enough concurrent clients to fill blocks of MaxMessageCount 10. Every item
+// must be issued.
+func BenchmarkFabricIssue(b *testing.B) { benchIssue(b, viaLedger) }
+
+// BenchmarkFabricIssueGateway is BenchmarkFabricIssue with fabric-gateway
+// called directly (no block lookup per transaction): the network's rate.
+func BenchmarkFabricIssueGateway(b *testing.B) { benchIssue(b, viaGateway) }
+
+func benchIssue(b *testing.B, via func(*testing.B, *pointsBench) (submitFunc, func())) {
+	for _, tc := range []struct{ size, workers int }{{1, 16}, {10, 16}, {100, 16}, {500, 8}} {
+		// One channel per batch size, set up on the first call only: the
+		// benchmark function runs several times with growing b.N.
+		var (
+			p      *pointsBench
+			submit submitFunc
+			done   func()
+		)
+		defer func() {
+			if done != nil {
+				done()
+			}
+			if p != nil {
+				_ = p.l.Close()
+			}
+		}()
+		b.Run(fmt.Sprintf("batch=%d", tc.size), func(b *testing.B) {
+			if p == nil {
+				p = setupPoints(b, benchAccounts)
+				submit, done = via(b, p)
+			}
+			props := make([]issuer.Proposal, b.N)
+			for i := range props {
+				var args points.IssueBatchArgs
+				for range tc.size {
+					args.Items = append(args.Items, p.item(p.accounts[int(itemSeq.Load())%len(p.accounts)], 10))
+				}
+				props[i] = issuer.Proposal{Caller: benchIssuer, Function: "IssueBatch", Args: mustMarshal(b, args)}
+			}
+			h0 := height(b, p.l)
+			cpu := readCPU()
+			b.ResetTimer()
+			elapsed := runWorkers(b, submit, tc.workers, props, func(payload []byte) error {
+				var r points.IssueBatchResult
+				if err := json.Unmarshal(payload, &r); err != nil {
+					return err
+				}
+				if r.Issued != tc.size {
+					return fmt.Errorf("issued %d of %d: %+v", r.Issued, tc.size, r.Results[0])
+				}
+				return nil
+			})
+			b.StopTimer()
+			cpu.report(b, b.N*tc.size, "issuance")
+			b.ReportMetric(float64(b.N*tc.size)/elapsed.Seconds(), "issuances/s")
+			b.ReportMetric(float64(b.N)/float64(height(b, p.l)-h0), "txs/block")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
