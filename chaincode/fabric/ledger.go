@@ -59,6 +59,7 @@ type Ledger struct {
 	conn     *grpc.ClientConn
 	gateways map[string]*client.Gateway
 	readOnly func(string) bool
+	blocks   *blockCache
 }
 
 var _ issuer.Ledger = (*Ledger)(nil)
@@ -79,6 +80,13 @@ func New(ctx context.Context, cfg Config) (*Ledger, error) {
 		return nil, fmt.Errorf("fabric.New: dialing %s: %w", cfg.PeerEndpoint, err)
 	}
 	l := &Ledger{cfg: cfg, conn: conn, gateways: map[string]*client.Gateway{}, readOnly: points.New().ReadOnly}
+	l.blocks = newBlockCache(func(ctx context.Context, n uint64) (blockIndex, error) {
+		b, err := l.block(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		return indexBlock(b), nil
+	})
 	for msp, id := range cfg.Identities {
 		cert, err := identity.CertificateFromPEM(id.Cert)
 		if err != nil {
@@ -194,7 +202,8 @@ func (l *Ledger) Endorse(ctx context.Context, p issuer.Proposal) (issuer.Endorse
 
 // Commit submits an endorsed transaction to the orderer and waits for its
 // commit status; then it finds the transaction's index and timestamp in its
-// block.
+// block, which the commits of the block's transactions fetch (qscc) and
+// decode once between them (blockCache).
 func (l *Ledger) Commit(ctx context.Context, e issuer.Endorsed) (*issuer.TxResult, error) {
 	en, ok := e.(*endorsed)
 	if !ok {
@@ -212,18 +221,16 @@ func (l *Ledger) Commit(ctx context.Context, e issuer.Endorsed) (*issuer.TxResul
 		return nil, commitError(st)
 	}
 	res := &issuer.TxResult{TxID: st.TransactionID, Block: st.BlockNumber, Payload: en.tx.Result()}
-	b, err := l.block(ctx, st.BlockNumber)
+	idx, err := l.blocks.get(ctx, st.BlockNumber, func(err error) error { return mapError(err, "qscc GetBlockByNumber") })
 	if err != nil {
 		return nil, err
 	}
-	for i, raw := range b.GetData().GetData() {
-		tx, err := parseTx(raw)
-		if err == nil && tx.txID == st.TransactionID {
-			res.Index, res.Timestamp = i, tx.timestamp
-			return res, nil
-		}
+	pos, ok := idx[st.TransactionID]
+	if !ok {
+		return nil, apperr.New(apperr.Internal, "tx_not_in_block", "transaction %s is not in block %d", st.TransactionID, st.BlockNumber)
 	}
-	return nil, apperr.New(apperr.Internal, "tx_not_in_block", "transaction %s is not in block %d", st.TransactionID, st.BlockNumber)
+	res.Index, res.Timestamp = pos.index, pos.timestamp
+	return res, nil
 }
 
 // commitError maps an invalid transaction's validation code.
