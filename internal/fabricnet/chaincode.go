@@ -241,7 +241,7 @@ func (n *Network) startChaincodeService(ctx context.Context) (*ccService, error)
 			}
 		}
 	}
-	n.log.InfoContext(ctx, "fabric chaincode service started and installed", "pid", p.pid, "address", cc.addr,
+	n.log.InfoContext(ctx, "fabric chaincode service started and installed", "pid", p.PID(), "address", cc.addr,
 		"package", cc.packageID, "took", time.Since(t).Round(time.Millisecond))
 	return cc, nil
 }

@@ -436,7 +436,7 @@ func (n *Network) launch(ctx context.Context, name, cmd string, args, env []stri
 		return nil, err
 	}
 	n.procs = append(n.procs, p)
-	n.log.InfoContext(ctx, "fabric node starting", "node", name, "pid", p.pid, "log", p.logPath)
+	n.log.InfoContext(ctx, "fabric node starting", "node", name, "pid", p.PID(), "log", p.logPath)
 	err = n.waitFor(ctx, p, name+" to report healthy", func(ctx context.Context) bool {
 		_, ok := httpGet(ctx, "http://"+opsAddr+"/healthz")
 		return ok
@@ -507,7 +507,7 @@ func (n *Network) waitFor(ctx context.Context, p *proc, what string, cond func(c
 		if cond(ctx) {
 			return nil
 		}
-		if gone, waitErr := p.exited(); gone {
+		if gone, waitErr := p.Exited(); gone {
 			return fmt.Errorf("%s exited (%v) while waiting for %s; log %s:\n%s", p.name, waitErr, what, p.logPath, logTail(p.logPath, 20))
 		}
 		select {
@@ -618,7 +618,7 @@ func (n *Network) PIDs() []int {
 	defer n.procsMu.Unlock()
 	pids := make([]int, len(n.procs))
 	for i, p := range n.procs {
-		pids[i] = p.pid
+		pids[i] = p.PID()
 	}
 	return pids
 }

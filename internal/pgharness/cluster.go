@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +29,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/greenpoints/greenpoints/internal/child"
 )
 
 const (
@@ -80,11 +81,9 @@ type Cluster struct {
 	dataDir string
 	tempDir string // removed by Stop; "" when the caller owns Dir
 	port    int
-	pid     int
 	logger  *slog.Logger
 
-	done    chan struct{} // closed when the postmaster has exited
-	waitErr error         // the postmaster's exit status; read after done
+	proc *child.Process // the postmaster
 
 	stopOnce sync.Once
 	stopErr  error
@@ -162,7 +161,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		c, err := launch(ctx, binDir, dataDir, port, opts, cred, logger)
 		if err == nil {
 			c.tempDir = tempDir
-			logger.InfoContext(ctx, "postgres started", "pid", c.pid, "port", port,
+			logger.InfoContext(ctx, "postgres started", "pid", c.proc.PID(), "port", port,
 				"data_dir", dataDir, "durable", opts.Durable, "took", time.Since(began).Round(time.Millisecond))
 			return c, nil
 		}
@@ -220,32 +219,14 @@ func launch(ctx context.Context, binDir, dataDir string, port int, opts Options,
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = sysProcAttr(cred)
 
-	c := &Cluster{dataDir: dataDir, port: port, logger: logger, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig fires when the thread that forked the child exits, not
-		// when our process does, and the Go runtime retires threads whose
-		// goroutine exits while locked to them. Forking from a thread that
-		// another goroutine might later lock and retire would kill postgres
-		// at a random moment; so this goroutine locks its thread, forks,
-		// waits for the postmaster, and never unlocks: the thread lives
-		// exactly as long as the server (one OS thread per cluster).
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		c.waitErr = cmd.Wait()
-		close(c.done)
-	}()
-	if err := <-started; err != nil {
+	proc, err := child.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("starting postgres: %w%s", err, accessHint(err, cred))
 	}
-	c.pid = cmd.Process.Pid
+	c := &Cluster{proc: proc, dataDir: dataDir, port: port, logger: logger}
 
 	if err := c.waitReady(ctx, logPath, logStart); err != nil {
-		c.kill()
+		c.proc.Kill()
 		return nil, err
 	}
 	return c, nil
@@ -295,12 +276,13 @@ func (c *Cluster) waitReady(ctx context.Context, logPath string, logStart int64)
 			return nil
 		}
 		select {
-		case <-c.done:
+		case <-c.proc.Done():
 			log := logTail(logPath, logStart)
 			if strings.Contains(log, "could not bind") || strings.Contains(log, "could not create any TCP/IP sockets") {
 				return fmt.Errorf("postgres could not listen on 127.0.0.1:%d: %w; server log:\n%s", c.port, ErrPortInUse, log)
 			}
-			return fmt.Errorf("postgres exited during startup (%v); server log:\n%s", c.waitErr, log)
+			_, status := c.proc.Exited()
+			return fmt.Errorf("postgres exited during startup (%v); server log:\n%s", status, log)
 		case <-ctx.Done():
 			return fmt.Errorf("postgres did not accept connections on 127.0.0.1:%d: %w; server log:\n%s",
 				c.port, ctx.Err(), logTail(logPath, logStart))
@@ -339,7 +321,7 @@ func (c *Cluster) URL(dbname string) string {
 }
 
 // PID returns the process id of the postmaster.
-func (c *Cluster) PID() int { return c.pid }
+func (c *Cluster) PID() int { return c.proc.PID() }
 
 // Port returns the TCP port the cluster listens on at 127.0.0.1.
 func (c *Cluster) Port() int { return c.port }
@@ -365,29 +347,18 @@ func (c *Cluster) Stop(ctx context.Context) error {
 
 func (c *Cluster) stop(ctx context.Context) error {
 	var errs []error
-	select {
-	case <-c.done:
+	if gone, status := c.proc.Exited(); gone {
 		// Already gone: report how, since nobody asked it to stop.
-		errs = append(errs, fmt.Errorf("postgres (pid %d) had exited before Stop: %v", c.pid, c.waitErr))
-	default:
-		// SIGTERM would be a "smart" shutdown, which waits for every
-		// client to disconnect: a leaked pool would hang it.
-		if err := syscall.Kill(c.pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
-			errs = append(errs, fmt.Errorf("signalling postgres (pid %d): %w", c.pid, err))
-		}
-		timer := time.NewTimer(stopTimeout)
-		defer timer.Stop()
-		select {
-		case <-c.done:
-			if c.waitErr != nil {
-				errs = append(errs, fmt.Errorf("postgres (pid %d) shut down with %w", c.pid, c.waitErr))
-			}
-		case <-timer.C:
-			c.kill()
-			errs = append(errs, fmt.Errorf("postgres (pid %d) did not shut down within %s; killed it", c.pid, stopTimeout))
-		case <-ctx.Done():
-			c.kill()
-			errs = append(errs, fmt.Errorf("stopping postgres (pid %d): %w; killed it", c.pid, ctx.Err()))
+		errs = append(errs, fmt.Errorf("postgres (pid %d) had exited before Stop: %v", c.proc.PID(), status))
+	} else {
+		// SIGINT is a "fast" shutdown; SIGTERM would be "smart", which waits
+		// for every client to disconnect: a leaked pool would hang it.
+		exitErr, err := c.proc.Stop(ctx, syscall.SIGINT, stopTimeout)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("stopping postgres (pid %d) within %s: %w", c.proc.PID(), stopTimeout, err))
+		case exitErr != nil:
+			errs = append(errs, fmt.Errorf("postgres (pid %d) shut down with %w", c.proc.PID(), exitErr))
 		}
 	}
 	if c.tempDir != "" {
@@ -395,20 +366,8 @@ func (c *Cluster) stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("removing %s: %w", c.tempDir, err))
 		}
 	}
-	c.logger.Info("postgres stopped", "pid", c.pid, "data_dir", c.dataDir)
+	c.logger.Info("postgres stopped", "pid", c.proc.PID(), "data_dir", c.dataDir)
 	return errors.Join(errs...)
-}
-
-// kill SIGKILLs the whole process group, so that backends do not outlive a
-// killed postmaster, and waits for the postmaster to be reaped.
-func (c *Cluster) kill() {
-	select {
-	case <-c.done:
-		return // reaped: its PID may already belong to someone else
-	default:
-	}
-	_ = syscall.Kill(-c.pid, syscall.SIGKILL)
-	<-c.done
 }
 
 // runAs returns the credentials to run the server with: nil unless we are
