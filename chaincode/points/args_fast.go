@@ -132,7 +132,9 @@ func (p *fastParser) int64(v *int64) bool {
 	return true
 }
 
-func (p *fastParser) versionRef(v *VersionRef) bool {
+// object parses one JSON object, handing each member's name to field, which
+// parses the value; false when the object or any member is not plain.
+func (p *fastParser) object(field func(name []byte) bool) bool {
 	if !p.byte('{') {
 		return false
 	}
@@ -142,18 +144,7 @@ func (p *fastParser) versionRef(v *VersionRef) bool {
 	}
 	for {
 		name, ok := p.rawStr()
-		if !ok || !p.byte(':') {
-			return false
-		}
-		switch string(name) {
-		case "id":
-			ok = p.str(&v.ID)
-		case "version":
-			ok = p.str(&v.Version)
-		default:
-			return false
-		}
-		if !ok {
+		if !ok || !p.byte(':') || !field(name) {
 			return false
 		}
 		if !p.peek(',') {
@@ -163,55 +154,49 @@ func (p *fastParser) versionRef(v *VersionRef) bool {
 	}
 }
 
-func (p *fastParser) issueItem(it *IssueItem) bool {
-	if !p.byte('{') {
-		return false
-	}
-	if p.peek('}') {
-		p.pos++
-		return true
-	}
-	for {
-		name, ok := p.rawStr()
-		if !ok || !p.byte(':') {
-			return false
+func (p *fastParser) versionRef(v *VersionRef) bool {
+	return p.object(func(name []byte) bool {
+		switch string(name) {
+		case "id":
+			return p.str(&v.ID)
+		case "version":
+			return p.str(&v.Version)
 		}
+		return false
+	})
+}
+
+func (p *fastParser) issueItem(it *IssueItem) bool {
+	return p.object(func(name []byte) bool {
 		switch string(name) {
 		case "itemId":
-			ok = p.str(&it.ItemID)
+			return p.str(&it.ItemID)
 		case "account":
-			ok = p.str(&it.Account)
+			return p.str(&it.Account)
 		case "points":
-			ok = p.int64(&it.Points)
+			return p.int64(&it.Points)
 		case "grams":
-			ok = p.int64(&it.Grams)
+			return p.int64(&it.Grams)
 		case "category":
-			ok = p.str(&it.Category)
+			return p.str(&it.Category)
 		case "ruleVersion":
-			ok = p.versionRef(&it.RuleVersion)
+			return p.versionRef(&it.RuleVersion)
 		case "methodologyVersion":
-			ok = p.versionRef(&it.MethodologyVersion)
+			return p.versionRef(&it.MethodologyVersion)
 		case "profileVersion":
-			ok = p.versionRef(&it.ProfileVersion)
+			return p.versionRef(&it.ProfileVersion)
 		case "quantificationHash":
-			ok = p.str(&it.QuantificationHash)
+			return p.str(&it.QuantificationHash)
 		case "claim":
-			ok = p.str(&it.Claim)
+			return p.str(&it.Claim)
 		case "expiresAt":
 			p.ws()
 			start := p.pos
-			if _, ok = p.rawStr(); ok {
-				ok = it.ExpiresAt.UnmarshalJSON(p.data[start:p.pos]) == nil
+			if _, ok := p.rawStr(); !ok {
+				return false
 			}
-		default:
-			return false
+			return it.ExpiresAt.UnmarshalJSON(p.data[start:p.pos]) == nil
 		}
-		if !ok {
-			return false
-		}
-		if !p.peek(',') {
-			return p.byte('}')
-		}
-		p.pos++
-	}
+		return false
+	})
 }
