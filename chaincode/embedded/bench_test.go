@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/greenpoints/greenpoints/chaincode/contracttest"
 	"github.com/greenpoints/greenpoints/chaincode/points"
 	"github.com/greenpoints/greenpoints/internal/database"
 	"github.com/greenpoints/greenpoints/internal/pgharness"
@@ -217,50 +218,6 @@ func (p *pointsBench) item(account string, pts int64) points.IssueItem {
 	}
 }
 
-// runWorkers runs n proposals with the given concurrency and returns the
-// elapsed time. check validates each result payload.
-func runWorkers(b *testing.B, l *Ledger, workers int, props []issuer.Proposal, check func([]byte) error) time.Duration {
-	b.Helper()
-	var (
-		next   atomic.Int64
-		failed atomic.Pointer[error]
-		wg     sync.WaitGroup
-	)
-	began := time.Now()
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(props) || failed.Load() != nil {
-					return
-				}
-				res, err := l.Submit(context.Background(), props[i])
-				if err == nil {
-					err = check(res.Payload)
-				}
-				if err != nil {
-					failed.Store(&err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(began)
-	if e := failed.Load(); e != nil {
-		b.Fatalf("%s: %v", props[0].Function, *e)
-	}
-	return elapsed
-}
-
-func mustMarshal(b *testing.B, v any) []byte {
-	doc, err := json.Marshal(v)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return doc
-}
-
 // BenchmarkIssue measures IssueBatch: each issuance writes its claim, its
 // lot and its expiry index entry. b.N is the number of batches.
 func BenchmarkIssue(b *testing.B) {
@@ -273,12 +230,12 @@ func BenchmarkIssue(b *testing.B) {
 				for j := range tc.size {
 					args.Items = append(args.Items, p.item(p.accounts[(i*tc.size+j)%len(p.accounts)], 10))
 				}
-				props[i] = issuer.Proposal{Caller: benchIssuer, Function: "IssueBatch", Args: mustMarshal(b, args)}
+				props[i] = issuer.Proposal{Caller: benchIssuer, Function: "IssueBatch", Args: contracttest.MustMarshal(b, args)}
 			}
 			h0 := height(b, p.l)
 			cpu := readCPU()
 			b.ResetTimer()
-			elapsed := runWorkers(b, p.l, tc.workers, props, func(payload []byte) error {
+			elapsed := contracttest.RunWorkers(b, submitVia(p.l), tc.workers, props, func(payload []byte) error {
 				var r points.IssueBatchResult
 				if err := json.Unmarshal(payload, &r); err != nil {
 					return err
@@ -377,7 +334,7 @@ func BenchmarkTransfer(b *testing.B) {
 	fund(b, p, senders, b.N/workers/points.MaxLotChildren+1, points.MaxLotChildren)
 	families(b, p, 2*workers)
 	perWorker := ownedProposals(b, workers, func(w, seq int) issuer.Proposal {
-		return issuer.Proposal{Caller: benchIssuer, Function: "Transfer", Args: mustMarshal(b, points.TransferArgs{
+		return issuer.Proposal{Caller: benchIssuer, Function: "Transfer", Args: contracttest.MustMarshal(b, points.TransferArgs{
 			From: p.accounts[2*w], To: p.accounts[2*w+1], Points: 1, RequestHash: hex64(fmt.Sprint("t", seq))})}
 	})
 	cpu := readCPU()
@@ -398,7 +355,7 @@ func BenchmarkDonate(b *testing.B) {
 	p.call(b, benchRegulator, "RegisterCharity", points.RegisterCharityArgs{CharityID: "trees", Name: "Trees"}, nil)
 	p.call(b, benchRegulator, "RegisterProject", points.RegisterProjectArgs{CharityID: "trees", ProjectID: "p1", Name: "Plant"}, nil)
 	perWorker := ownedProposals(b, workers, func(w, seq int) issuer.Proposal {
-		return issuer.Proposal{Caller: benchIssuer, Function: "Donate", Args: mustMarshal(b, points.DonateArgs{
+		return issuer.Proposal{Caller: benchIssuer, Function: "Donate", Args: contracttest.MustMarshal(b, points.DonateArgs{
 			Account: p.accounts[w], CharityID: "trees", ProjectID: "p1", Points: 1, RequestHash: hex64(fmt.Sprint("d", seq))})}
 	})
 	cpu := readCPU()
@@ -408,4 +365,15 @@ func BenchmarkDonate(b *testing.B) {
 	cpu.report(b, b.N, "donation")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "donations/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// submitVia adapts a Ledger to contracttest.SubmitFunc.
+func submitVia(l *Ledger) contracttest.SubmitFunc {
+	return func(p issuer.Proposal) ([]byte, error) {
+		res, err := l.Submit(context.Background(), p)
+		if err != nil {
+			return nil, err
+		}
+		return res.Payload, nil
+	}
 }

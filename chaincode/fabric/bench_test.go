@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/greenpoints/greenpoints/chaincode/contracttest"
 	"github.com/greenpoints/greenpoints/chaincode/fabric"
 	"github.com/greenpoints/greenpoints/chaincode/points"
 	"github.com/greenpoints/greenpoints/internal/fabricnet"
@@ -109,7 +109,7 @@ type pointsBench struct {
 
 func (p *pointsBench) call(b *testing.B, caller, fn string, args any, result any) {
 	b.Helper()
-	res, err := p.l.Submit(context.Background(), issuer.Proposal{Caller: caller, Function: fn, Args: mustMarshal(b, args)})
+	res, err := p.l.Submit(context.Background(), issuer.Proposal{Caller: caller, Function: fn, Args: contracttest.MustMarshal(b, args)})
 	if err != nil {
 		b.Fatalf("%s: %v", fn, err)
 	}
@@ -196,50 +196,6 @@ func (p *pointsBench) item(account string, pts int64) points.IssueItem {
 	}
 }
 
-// runWorkers submits the proposals with the given concurrency and returns
-// the elapsed time. check validates each result payload.
-func runWorkers(b *testing.B, submit submitFunc, workers int, props []issuer.Proposal, check func([]byte) error) time.Duration {
-	b.Helper()
-	var (
-		next   atomic.Int64
-		failed atomic.Pointer[error]
-		wg     sync.WaitGroup
-	)
-	began := time.Now()
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(props) || failed.Load() != nil {
-					return
-				}
-				payload, err := submit(props[i])
-				if err == nil {
-					err = check(payload)
-				}
-				if err != nil {
-					failed.Store(&err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(began)
-	if e := failed.Load(); e != nil {
-		b.Fatalf("%s: %v", props[0].Function, *e)
-	}
-	return elapsed
-}
-
-func mustMarshal(b *testing.B, v any) []byte {
-	doc, err := json.Marshal(v)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return doc
-}
-
 func height(b *testing.B, l *fabric.Ledger) uint64 {
 	b.Helper()
 	h, err := l.Height(context.Background())
@@ -249,14 +205,10 @@ func height(b *testing.B, l *fabric.Ledger) uint64 {
 	return h
 }
 
-// submitFunc submits a proposal and waits for its commit; it returns the
-// contract's result payload.
-type submitFunc func(issuer.Proposal) ([]byte, error)
-
 // viaLedger submits through issuer.Ledger (fabric.Ledger.Submit): endorse,
 // submit, commit status, then the transaction's block (qscc
 // GetBlockByNumber) for its index and timestamp.
-func viaLedger(_ *testing.B, p *pointsBench) (submitFunc, func()) {
+func viaLedger(_ *testing.B, p *pointsBench) (contracttest.SubmitFunc, func()) {
 	return func(prop issuer.Proposal) ([]byte, error) {
 		res, err := p.l.Submit(context.Background(), prop)
 		if err != nil {
@@ -269,7 +221,7 @@ func viaLedger(_ *testing.B, p *pointsBench) (submitFunc, func()) {
 // viaGateway submits with fabric-gateway directly as the issuer: endorse,
 // submit, commit status, and nothing else. It isolates the network's rate
 // from the ledger client's per-transaction block lookup.
-func viaGateway(b *testing.B, p *pointsBench) (submitFunc, func()) {
+func viaGateway(b *testing.B, p *pointsBench) (contracttest.SubmitFunc, func()) {
 	b.Helper()
 	var org1, bank *fabricnet.Org
 	for _, o := range nw.Orgs {
@@ -344,13 +296,13 @@ func BenchmarkFabricIssue(b *testing.B) { benchIssue(b, viaLedger) }
 // called directly (no block lookup per transaction): the network's rate.
 func BenchmarkFabricIssueGateway(b *testing.B) { benchIssue(b, viaGateway) }
 
-func benchIssue(b *testing.B, via func(*testing.B, *pointsBench) (submitFunc, func())) {
+func benchIssue(b *testing.B, via func(*testing.B, *pointsBench) (contracttest.SubmitFunc, func())) {
 	for _, tc := range []struct{ size, workers int }{{1, 16}, {10, 16}, {100, 16}, {500, 8}} {
 		// One channel per batch size, set up on the first call only: the
 		// benchmark function runs several times with growing b.N.
 		var (
 			p      *pointsBench
-			submit submitFunc
+			submit contracttest.SubmitFunc
 			done   func()
 		)
 		defer func() {
@@ -372,12 +324,12 @@ func benchIssue(b *testing.B, via func(*testing.B, *pointsBench) (submitFunc, fu
 				for range tc.size {
 					args.Items = append(args.Items, p.item(p.accounts[int(itemSeq.Load())%len(p.accounts)], 10))
 				}
-				props[i] = issuer.Proposal{Caller: benchIssuer, Function: "IssueBatch", Args: mustMarshal(b, args)}
+				props[i] = issuer.Proposal{Caller: benchIssuer, Function: "IssueBatch", Args: contracttest.MustMarshal(b, args)}
 			}
 			h0 := height(b, p.l)
 			cpu := readCPU()
 			b.ResetTimer()
-			elapsed := runWorkers(b, submit, tc.workers, props, func(payload []byte) error {
+			elapsed := contracttest.RunWorkers(b, submit, tc.workers, props, func(payload []byte) error {
 				var r points.IssueBatchResult
 				if err := json.Unmarshal(payload, &r); err != nil {
 					return err
