@@ -399,3 +399,21 @@ func Example() {
 	fmt.Println(k.ID, h.Get(webhook.HeaderSignature))
 	// Output: 2021-02 v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=
 }
+
+// TestCryptoSigner: a key held behind crypto.Signer (a key manager) signs
+// v1a elements that Verify accepts with its public key.
+func TestCryptoSigner(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	body := []byte(`{"type":"action.issued"}`)
+	h := webhook.Headers(webhook.CryptoSigner(priv), "cb_1", now, body)
+	if _, err := webhook.Verify([]webhook.Key{{ID: "ours", Public: pub}}, h, body, now, 0); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if _, err := webhook.Verify([]webhook.Key{{ID: "ours", Public: pub}}, h, []byte("{}"), now, 0); err == nil {
+		t.Fatal("a signature over another body verified")
+	}
+}
