@@ -40,6 +40,9 @@ var tests = []testCase{
 	{"OwnViews", testOwnViews},
 	{"InitLedgerOnlyByTheRegulator", testInitLedgerOnlyByTheRegulator},
 	{"ProfileTakesOver", testProfileTakesOver},
+	// subclaim_cases.go
+	{"SubClaims", testSubClaims},
+	{"SubClaimBatches", testSubClaimBatches},
 }
 
 func testRegistry(w *world) {

@@ -102,6 +102,14 @@ type IssueItem struct {
 	QuantificationHash string     `json:"quantificationHash"`
 	ExpiresAt          time.Time  `json:"expiresAt"`
 	Claim              string     `json:"claim"`
+	// SubClaims are further claims the grant pays for (the trips of a daily
+	// transit grant): at most MaxSubClaims, each 64 lowercase hex digits,
+	// none twice and none equal to Claim. Each is recorded as a claim of its
+	// own pointing to the grant's lot, so every trip stays unique network-wide
+	// while the consumer gets one lot. Claim alone decides already_issued
+	// and claimed_elsewhere; a sub-claim already recorded rejects the item
+	// (sub_claim_taken). Absent or empty: none.
+	SubClaims []string `json:"subClaims,omitempty"`
 }
 
 // IssueBatchArgs are the arguments of IssueBatch.
@@ -119,6 +127,10 @@ type ItemResult struct {
 	LotID       string `json:"lotId,omitempty"`  // issued, already_issued
 	LotKey      string `json:"lotKey,omitempty"` // issued, already_issued
 	DebtSettled int64  `json:"debtSettled,omitempty"`
+	// TakenSubClaims are the item's sub-claims already recorded (rejected
+	// with sub_claim_taken), in the item's order: resubmit the grant without
+	// them, under a new item id and claim.
+	TakenSubClaims []string `json:"takenSubClaims,omitempty"`
 }
 
 // IssueBatchResult is the result of IssueBatch.

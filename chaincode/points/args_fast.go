@@ -107,6 +107,36 @@ func (p *fastParser) str(v *string) bool {
 	return ok
 }
 
+// strs consumes an array of plain strings; [] gives an empty, non-nil
+// slice, as encoding/json does (null is left to encoding/json).
+func (p *fastParser) strs(v *[]string) bool {
+	if !p.byte('[') {
+		return false
+	}
+	out := []string{}
+	if p.peek(']') {
+		p.pos++
+		*v = out
+		return true
+	}
+	for {
+		var s string
+		if !p.str(&s) {
+			return false
+		}
+		out = append(out, s)
+		if !p.peek(',') {
+			break
+		}
+		p.pos++
+	}
+	if !p.byte(']') {
+		return false
+	}
+	*v = out
+	return true
+}
+
 // key consumes "name" and the colon after it.
 func (p *fastParser) key(name string) bool {
 	s, ok := p.rawStr()
@@ -189,6 +219,8 @@ func (p *fastParser) issueItem(it *IssueItem) bool {
 			return p.str(&it.QuantificationHash)
 		case "claim":
 			return p.str(&it.Claim)
+		case "subClaims":
+			return p.strs(&it.SubClaims)
 		case "expiresAt":
 			p.ws()
 			start := p.pos

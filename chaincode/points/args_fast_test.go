@@ -44,6 +44,9 @@ func TestIssueBatchFastDecodeMatchesEncodingJSON(t *testing.T) {
 				ExpiresAt: time.Unix(rapid.Int64Range(86400, 253402300799-86400).Draw(t, "exp"), rapid.Int64Range(0, 999999999).Draw(t, "ns")).
 					In(time.FixedZone("X", rapid.IntRange(-12, 12).Draw(t, "tz")*3600)),
 			})
+			if rapid.Bool().Draw(t, "subs") {
+				a.Items[len(a.Items)-1].SubClaims = rapid.SliceOfN(str, 1, 4).Draw(t, "subClaims")
+			}
 		}
 		raw, err := json.Marshal(a)
 		if err != nil {
@@ -58,7 +61,8 @@ func TestIssueBatchFastDecodeMatchesEncodingJSON(t *testing.T) {
 		for range rapid.IntRange(0, 3).Draw(t, "edits") {
 			i := rapid.IntRange(0, len(doc)).Draw(t, "at")
 			j := min(len(doc), i+rapid.IntRange(0, 4).Draw(t, "cut"))
-			ins := rapid.SampledFrom([]string{"", " ", ",", "null", "1", "-", ".5", "e3", `"`, `\u0041`, "{}", "[]", `"x"`, "}", "]", ":", "\xff", "é"}).Draw(t, "ins")
+			ins := rapid.SampledFrom([]string{"", " ", ",", "null", "1", "-", ".5", "e3", `"`, `\u0041`, "{}", "[]", `"x"`, "}", "]", ":", "\xff", "é",
+				`"subClaims":[],`, `"subClaims":null,`, `"subClaims":["a",1],`, `"subClaims":["a","b"],`}).Draw(t, "ins")
 			doc = doc[:i] + ins + doc[j:]
 		}
 		data := []byte(strings.Trim(doc, " \t\r\n"))
@@ -95,5 +99,45 @@ func TestIssueBatchFastDecodeTakesBenchmarkShape(t *testing.T) {
 	var got IssueBatchArgs
 	if !got.decodeFast(raw) || !reflect.DeepEqual(got, a) {
 		t.Fatalf("decodeFast(%s) = %+v", raw, got)
+	}
+	// A daily grant with its trips' sub-claims takes the fast path too.
+	a.Items[0].SubClaims = []string{"t1", "t2"}
+	raw, _ = json.Marshal(a)
+	got = IssueBatchArgs{}
+	if !got.decodeFast(raw) || !reflect.DeepEqual(got, a) {
+		t.Fatalf("decodeFast(%s) = %+v", raw, got)
+	}
+}
+
+// TestSubClaimsFastDecode pins the shapes of subClaims the fast path takes
+// (decoding as encoding/json does) and those it leaves to encoding/json.
+func TestSubClaimsFastDecode(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		doc  string
+		fast bool
+	}{
+		{`{"items":[{"subClaims":[]}]}`, true},
+		{`{"items":[{"subClaims":[ "a" , "b" ]}]}`, true},
+		{`{"items":[{"subClaims":null}]}`, false},
+		{`{"items":[{"subClaims":["a",null]}]}`, false},
+		{`{"items":[{"subClaims":["\u0061"]}]}`, false},
+		{`{"items":[{"subClaims":"a"}]}`, false},
+		{`{"items":[{"subClaims":["a",]}]}`, false},
+	} {
+		var fast IssueBatchArgs
+		ok := fast.decodeFast([]byte(c.doc))
+		if ok != c.fast {
+			t.Errorf("decodeFast(%s) = %v, want %v", c.doc, ok, c.fast)
+		}
+		var slow IssueBatchArgs
+		err := decodeSlow([]byte(c.doc), &slow)
+		if ok && (err != nil || !reflect.DeepEqual(fast, slow)) {
+			t.Errorf("decodeFast(%s) = %+v, encoding/json %+v (%v)", c.doc, fast, slow, err)
+		}
+		var strict IssueBatchArgs
+		if err := decodeArgs([]byte(c.doc), &strict); err == nil && !reflect.DeepEqual(strict, slow) {
+			t.Errorf("decodeArgs(%s) = %+v, encoding/json %+v", c.doc, strict, slow)
+		}
 	}
 }

@@ -39,11 +39,19 @@ func TestDecodeArgsStrict(t *testing.T) {
 	for _, in := range []string{
 		`{"items":[{"itemId":"a","extra":1}]}`,
 		`{"items":[{"ruleVersion":{"id":"a","Version":"1"}}]}`,
+		`{"items":[{"SubClaims":[]}]}`,
+		`{"items":[{"subclaims":["a"]}]}`,
 	} {
 		var a IssueBatchArgs
 		if got := reasonOrEmpty(decodeArgs([]byte(in), &a)); got != "unknown_field" {
 			t.Errorf("decodeArgs(%s) reason %q", in, got)
 		}
+	}
+	if got := reasonOrEmpty(decodeArgs([]byte(`{"items":[{"subClaims":["a"],"subClaims":["b"]}]}`), new(IssueBatchArgs))); got != "duplicate_field" {
+		t.Errorf("subClaims twice: reason %q", got)
+	}
+	if got := reasonOrEmpty(decodeArgs([]byte(`{"items":[{"subClaims":[1]}]}`), new(IssueBatchArgs))); got != "malformed_args" {
+		t.Errorf("a number as a sub-claim: reason %q", got)
 	}
 	var a IssueBatchArgs
 	if err := decodeArgs([]byte(`{"items":[{"expiresAt":"2030-01-01T00:00:00+08:00","ruleVersion":{"id":"r","version":"1"}}]}`), &a); err != nil {

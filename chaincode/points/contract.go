@@ -18,6 +18,11 @@ const (
 	MaxArgsBytes = 4 << 20
 	// MaxIssueBatch bounds the items of one IssueBatch.
 	MaxIssueBatch = 1000
+	// MaxSubClaims bounds the sub-claims of one IssueBatch item (the trips
+	// of a daily grant); MaxBatchSubClaims bounds them over a whole batch,
+	// so that a batch's reads, writes and event stay bounded.
+	MaxSubClaims      = 64
+	MaxBatchSubClaims = 4000
 	// MaxOpenAccounts bounds the accounts of one OpenAccounts.
 	MaxOpenAccounts = 1000
 	// MaxSweepLimit bounds the lots one SweepExpired examines.
@@ -59,8 +64,8 @@ const (
 	MaxRegistryEntries = 1000
 	// MaxChanges bounds the changes of one event. The largest transaction,
 	// an IssueBatch of MaxIssueBatch items each settling debt, makes 6 per
-	// item; every other function makes fewer.
-	MaxChanges = 6*MaxIssueBatch + 16
+	// item and one per sub-claim; every other function makes fewer.
+	MaxChanges = 6*MaxIssueBatch + MaxBatchSubClaims + 16
 	// MaxNameLen bounds names and filing numbers (bytes).
 	MaxNameLen = 200
 )

@@ -64,14 +64,7 @@ func (l *Lot) appendJSON(b []byte) []byte {
 	if l.Children == nil {
 		b = append(b, "null"...)
 	} else {
-		b = append(b, '[')
-		for i, c := range l.Children {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, c)
-		}
-		b = append(b, ']')
+		b = appendJSONStrings(b, l.Children)
 	}
 	b = append(b, `,"donated":`...)
 	b = strconv.AppendInt(b, l.Donated, 10)
@@ -106,6 +99,18 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// appendJSONStrings appends a non-nil []string as encoding/json would.
+func appendJSONStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
 }
 
 // appendJSONTime appends t as time.Time.MarshalJSON does (the caller has
@@ -158,6 +163,10 @@ func (c *Claim) appendJSON(b []byte) ([]byte, error) {
 	b = appendJSONTime(b, c.IssuedAt)
 	b = append(b, `,"txId":`...)
 	b = appendJSONString(b, c.TxID)
+	if c.Parent != "" {
+		b = append(b, `,"parent":`...)
+		b = appendJSONString(b, c.Parent)
+	}
 	if c.Reversal != nil {
 		r, err := json.Marshal(c.Reversal)
 		if err != nil {
@@ -196,6 +205,10 @@ func (r *ItemResult) appendJSON(b []byte) []byte {
 	if r.DebtSettled != 0 {
 		b = append(b, `,"debtSettled":`...)
 		b = strconv.AppendInt(b, r.DebtSettled, 10)
+	}
+	if len(r.TakenSubClaims) > 0 {
+		b = append(b, `,"takenSubClaims":`...)
+		b = appendJSONStrings(b, r.TakenSubClaims)
 	}
 	return append(b, '}')
 }

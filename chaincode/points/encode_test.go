@@ -84,7 +84,7 @@ func TestRecordEncodingsMatchEncodingJSON(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		c := Claim{Claim: str.Draw(t, "c"), Issuer: str.Draw(t, "i"), ItemID: str.Draw(t, "it"), Account: str.Draw(t, "a"),
 			LotKey: str.Draw(t, "lk"), LotID: str.Draw(t, "li"), Points: rapid.Int64().Draw(t, "p"), Grams: rapid.Int64().Draw(t, "g"),
-			DebtSettled: rapid.Int64().Draw(t, "d"), IssuedAt: ts(t, "at"), TxID: str.Draw(t, "tx")}
+			DebtSettled: rapid.Int64().Draw(t, "d"), IssuedAt: ts(t, "at"), TxID: str.Draw(t, "tx"), Parent: str.Draw(t, "parent")}
 		if rapid.Bool().Draw(t, "reversed") {
 			c.Reversal = &Reversal{ItemID: str.Draw(t, "ri"), Reason: str.Draw(t, "rr"), At: ts(t, "rat"), Clawed: 3, Debt: 4, Lots: 2, Truncated: true}
 		}
@@ -94,7 +94,7 @@ func TestRecordEncodingsMatchEncodingJSON(t *testing.T) {
 
 		it := ItemResult{Index: rapid.IntRange(0, 999).Draw(t, "idx"), ItemID: str.Draw(t, "iid"), Claim: str.Draw(t, "ic"),
 			Status: str.Draw(t, "st"), Reason: str.Draw(t, "re"), LotID: str.Draw(t, "ilot"), LotKey: str.Draw(t, "ikey"),
-			DebtSettled: rapid.Int64Range(-2, 2).Draw(t, "ids")}
+			DebtSettled: rapid.Int64Range(-2, 2).Draw(t, "ids"), TakenSubClaims: strSlice(t, str, "taken")}
 		got, err = json.Marshal(it)
 		want, werr = json.Marshal(itemPlain(it))
 		same(t, "item", got, err, want, werr)
@@ -137,6 +137,18 @@ func TestRecordEncodingsMatchEncodingJSON(t *testing.T) {
 	})
 }
 
+// strSlice draws a nil, an empty or a filled []string: the three encode
+// differently under omitempty and without it.
+func strSlice(t *rapid.T, str *rapid.Generator[string], label string) []string {
+	switch rapid.IntRange(0, 2).Draw(t, label) {
+	case 1:
+		return []string{}
+	case 2:
+		return rapid.SliceOfN(str, 1, 4).Draw(t, label+"s")
+	}
+	return nil
+}
+
 func TestLotViewKeepsItsFields(t *testing.T) {
 	t.Parallel()
 	v := LotView{Lot: Lot{Key: "k", Amount: 5, Remaining: 5, IssuedAt: time.Unix(0, 0).UTC(), ExpiresAt: time.Unix(10, 0).UTC()}, Due: true, Held: 0}
@@ -172,7 +184,7 @@ func TestIssueBatchResultEncodingMatchesEncodingJSON(t *testing.T) {
 			for i := range rapid.IntRange(0, 5).Draw(t, "n") {
 				r.Results = append(r.Results, ItemResult{Index: i, ItemID: str.Draw(t, "id"), Claim: str.Draw(t, "claim"),
 					Status: str.Draw(t, "status"), Reason: str.Draw(t, "reason"), LotID: str.Draw(t, "lot"),
-					LotKey: str.Draw(t, "key"), DebtSettled: rapid.Int64().Draw(t, "debt")})
+					LotKey: str.Draw(t, "key"), DebtSettled: rapid.Int64().Draw(t, "debt"), TakenSubClaims: strSlice(t, str, "taken")})
 			}
 		}
 		want, err := json.Marshal(issueBatchResultPlain(r))

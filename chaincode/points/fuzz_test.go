@@ -14,6 +14,7 @@ func FuzzDecodeArgs(f *testing.F) {
 		`{"items":[{"itemId":"a","points":1,"ruleVersion":{"id":"r","version":"1"},"expiresAt":"2030-01-01T00:00:00Z"}]}`,
 		`{"items":[],"items":[]}`, `{"Items":[]}`, `{"items":[{"\u0069temId":"x"}]}`, `{}`, ``, `[]`, `{"items":null}`,
 		`{"account":"a","points":9223372036854775807,"requestHash":"x"}`,
+		`{"items":[{"itemId":"a","claim":"c","subClaims":["s1","s2"]}]}`, `{"items":[{"subClaims":[]}]}`, `{"items":[{"subClaims":null}]}`,
 	} {
 		f.Add([]byte(s))
 	}

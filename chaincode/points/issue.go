@@ -1,6 +1,7 @@
 package points
 
 import (
+	"slices"
 	"time"
 
 	"github.com/greenpoints/greenpoints/internal/apperr"
@@ -11,8 +12,12 @@ import (
 // recorded (committed, or earlier in this batch: the contract's overlay sees
 // its own writes even though the stub does not) reports already_issued when
 // it is the same issuer's same item (a harmless retry) and claimed_elsewhere
-// otherwise. All claims, accounts, debts, anchors and the profile schedule
-// are read with one GetMultipleStates call.
+// otherwise; a claim recorded as a sub-claim (of any grant, even the same
+// item's) is claimed elsewhere: a trip is never a grant's claim. An item's sub-claims must all be free (committed or earlier in
+// this batch, through the overlay too), or the item is rejected with
+// sub_claim_taken, listing them, and writes nothing. All claims and
+// sub-claims, accounts, debts, anchors and the profile schedule are read
+// with one GetMultipleStates call.
 func issueBatch(t *txn, a *IssueBatchArgs) (any, error) {
 	n := len(a.Items)
 	if n == 0 {
@@ -20,6 +25,13 @@ func issueBatch(t *txn, a *IssueBatchArgs) (any, error) {
 	}
 	if n > MaxIssueBatch {
 		return nil, apperr.New(apperr.TooLarge, "batch_too_large", "at most %d items per batch, got %d", MaxIssueBatch, n)
+	}
+	subs := 0
+	for i := range a.Items {
+		subs += len(a.Items[i].SubClaims)
+	}
+	if subs > MaxBatchSubClaims {
+		return nil, apperr.New(apperr.TooLarge, "batch_too_large", "at most %d sub-claims per batch, got %d", MaxBatchSubClaims, subs)
 	}
 	res := IssueBatchResult{Results: make([]ItemResult, n)}
 
@@ -40,6 +52,9 @@ func issueBatch(t *txn, a *IssueBatchArgs) (any, error) {
 			anchorKey(t.caller, AnchorRule, it.RuleVersion),
 			anchorKey(t.caller, AnchorMethodology, it.MethodologyVersion),
 			anchorKey(t.caller, AnchorProfile, it.ProfileVersion))
+		for _, sc := range it.SubClaims {
+			keys = append(keys, claimKey(sc))
+		}
 	}
 	if _, err := t.getMany(keys...); err != nil { // one round trip; later reads hit the cache
 		return nil, err
@@ -65,7 +80,7 @@ func issueBatch(t *txn, a *IssueBatchArgs) (any, error) {
 			return nil, err
 		}
 		switch {
-		case found && c.Issuer == t.caller && c.ItemID == it.ItemID:
+		case found && c.Issuer == t.caller && c.ItemID == it.ItemID && c.Parent == "":
 			r.Status, r.LotID, r.LotKey = ItemAlreadyIssued, c.LotID, c.LotKey
 		case found:
 			r.Status = ItemClaimedElsewhere
@@ -82,6 +97,14 @@ func issueBatch(t *txn, a *IssueBatchArgs) (any, error) {
 			}
 			if reason != "" {
 				r.Status, r.Reason = ItemRejected, reason
+				break
+			}
+			taken, err := t.takenSubClaims(it.SubClaims)
+			if err != nil {
+				return nil, err
+			}
+			if len(taken) > 0 {
+				r.Status, r.Reason, r.TakenSubClaims = ItemRejected, "sub_claim_taken", taken
 				break
 			}
 			if err := t.issueItem(i, it, &r); err != nil {
@@ -119,6 +142,11 @@ func staticItemCheck(it *IssueItem, now time.Time) string {
 		return "invalid_item_id"
 	case !validHex(it.Claim, claimHexLen):
 		return "invalid_claim"
+	}
+	if reason := subClaimsCheck(it); reason != "" {
+		return reason
+	}
+	switch {
 	case !validID(it.Account):
 		return "invalid_account"
 	case it.Points <= 0:
@@ -141,6 +169,47 @@ func staticItemCheck(it *IssueItem, now time.Time) string {
 		return "expiry_not_in_future"
 	}
 	return ""
+}
+
+// subClaimsCheck validates an item's sub-claims without reading state:
+// at most MaxSubClaims, each a valid claim, none twice and none equal to
+// the item's claim. It returns the rejection reason, "" when they are fine.
+func subClaimsCheck(it *IssueItem) string {
+	if len(it.SubClaims) > MaxSubClaims {
+		return "too_many_sub_claims"
+	}
+	for i, sc := range it.SubClaims {
+		if !validHex(sc, claimHexLen) {
+			return "invalid_sub_claim"
+		}
+		if sc == it.Claim || slices.Contains(it.SubClaims[:i], sc) {
+			return "duplicate_sub_claim"
+		}
+	}
+	return ""
+}
+
+// takenSubClaims returns the sub-claims already recorded, committed or
+// written earlier in this transaction (the overlay), in their order.
+func (t *txn) takenSubClaims(subs []string) ([]string, error) {
+	if len(subs) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(subs))
+	for i, sc := range subs {
+		keys[i] = claimKey(sc)
+	}
+	vals, err := t.getMany(keys...) // read with the batch: no round trip
+	if err != nil {
+		return nil, err
+	}
+	var taken []string
+	for i, v := range vals {
+		if v != nil {
+			taken = append(taken, subs[i])
+		}
+	}
+	return taken, nil
 }
 
 // checkItem checks an item against state: its account and its anchored
@@ -193,7 +262,7 @@ func (t *txn) checkItem(it *IssueItem, inForce *ScheduledProfile) (string, error
 }
 
 // issueItem writes one issuance: its lot (settling the account's debt
-// first), its expiry index entry and its claim.
+// first), its expiry index entry, its claim and its sub-claims.
 func (t *txn) issueItem(index int, it *IssueItem, r *ItemResult) error {
 	exp := it.ExpiresAt.UTC()
 	id := deriveID(t.txID, "lot", index)
@@ -244,6 +313,16 @@ func (t *txn) issueItem(index int, it *IssueItem, r *ItemResult) error {
 		return err
 	}
 	t.emit(Change{Type: ChangeClaimRecorded, Claim: &c})
+	for _, s := range it.SubClaims {
+		sc := Claim{
+			Claim: s, Issuer: t.caller, ItemID: it.ItemID, Account: it.Account, LotKey: key, LotID: id,
+			IssuedAt: t.now, TxID: t.txID, Parent: it.Claim,
+		}
+		if err := t.put(claimKey(s), &sc); err != nil {
+			return err
+		}
+		t.emit(Change{Type: ChangeClaimRecorded, Claim: &sc})
+	}
 	r.Status, r.LotID, r.LotKey, r.DebtSettled = ItemIssued, id, key, settled
 	return nil
 }

@@ -139,7 +139,10 @@ type NoticeBatch struct {
 }
 
 // Claim records that a piece of evidence has paid: the issuer and item that
-// claimed it and the lot it made.
+// claimed it and the lot it made. A sub-claim (IssueItem.SubClaims) is
+// recorded like the grant's claim, pointing to the same lot, with Parent
+// naming the grant's claim and no points, grams or debt settled of its own
+// (they are the parent's): a grant is counted and reversed by its parent.
 type Claim struct {
 	Claim       string    `json:"claim"`
 	Issuer      string    `json:"issuer"`
@@ -152,6 +155,7 @@ type Claim struct {
 	DebtSettled int64     `json:"debtSettled"`
 	IssuedAt    time.Time `json:"issuedAt"`
 	TxID        string    `json:"txId"`
+	Parent      string    `json:"parent,omitempty"` // a sub-claim's grant claim; "" for a grant's own claim
 	Reversal    *Reversal `json:"reversal,omitempty"`
 }
 

@@ -12,6 +12,10 @@ import (
 // transferred and used, or used to settle an earlier debt at issuance, or
 // beyond the walk's bound), becomes debt on the claim's account, which later
 // issuances settle first. No lot ever goes negative. A claim reverses once.
+// A grant reverses by its own claim, never by a sub-claim
+// (reverse_sub_claim); the reversal is recorded on that claim only, and its
+// sub-claims stay recorded: evidence whose grant was reversed cannot be
+// claimed again.
 func reverse(t *txn, a *ReverseArgs) (any, error) {
 	if err := needHex64("claim", a.Claim); err != nil {
 		return nil, err
@@ -28,6 +32,9 @@ func reverse(t *txn, a *ReverseArgs) (any, error) {
 	}
 	if c.Issuer != t.caller {
 		return nil, errForbidden("not_claim_owner", "claim %s belongs to another issuer", a.Claim)
+	}
+	if c.Parent != "" {
+		return nil, errInvalid("reverse_sub_claim", "claim", "claim %s is a sub-claim of grant %s: reverse the grant's claim", a.Claim, c.Parent)
 	}
 	if c.Reversal != nil {
 		return nil, apperr.New(apperr.Conflict, "already_reversed", "claim %s was reversed in transaction %s", a.Claim, c.Reversal.TxID)
