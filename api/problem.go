@@ -62,6 +62,11 @@ const ReasonInternal = "internal_error"
 var reasonStatus = map[string]int{
 	ReasonUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	ReasonMethodNotAllowed:     http.StatusMethodNotAllowed,
+	// Well-formed requests that cannot be processed as sent: the same partner
+	// transaction id re-sent with a different body, a settlement file with
+	// invalid lines.
+	"transaction_conflict": http.StatusUnprocessableEntity,
+	"file_invalid":         http.StatusUnprocessableEntity,
 }
 
 // StatusOf returns the HTTP status WriteError uses for err.

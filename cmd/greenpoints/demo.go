@@ -68,7 +68,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	sum, err := app.SeedDemo(ctx, a.Ledger(), time.Now())
+	sum, err := app.SeedDemo(ctx, a, time.Now())
 	if err != nil {
 		a.Close()
 		return err
@@ -77,7 +77,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		a.Close()
 		return fmt.Errorf("demo ledger does not verify: %w", err)
 	}
-	printNextSteps(stdout, a.Addr(), time.Since(start), sum)
+	printNextSteps(stdout, a.Addr(), f.cfg.KeysDir, time.Since(start), sum)
 	return a.Run(ctx)
 }
 
@@ -136,7 +136,7 @@ func demoKeysDir(dataDir string) (string, func(), error) {
 	return dir, func() { os.RemoveAll(dir) }, nil
 }
 
-func printNextSteps(w io.Writer, addr string, took time.Duration, sum *app.DemoSummary) {
+func printNextSteps(w io.Writer, addr, keysDir string, took time.Duration, sum *app.DemoSummary) {
 	base := "http://" + addr
 	lines := []string{
 		"",
@@ -145,12 +145,17 @@ func printNextSteps(w io.Writer, addr string, took time.Duration, sum *app.DemoS
 		fmt.Sprintf("Embedded ledger: %d blocks, hash chain and signatures verified.", sum.Height),
 	}
 	if sum.Seeded {
-		lines = append(lines, "Seeded: regulator, issuer GreenBankMSP, charity green-earth/mangroves, 3 issuances, 1 donation (receipt "+sum.Receipt+").")
+		lines = append(lines, "Seeded: regulator, issuer GreenBankMSP, charity green-earth/mangroves, published rules/methodologies/profile anchored,",
+			"        sandbox partners demo-bank and demo-metro, consented card links for demo-alice and demo-bob, label registry.")
 	}
 	for _, b := range sum.Balances {
 		lines = append(lines, fmt.Sprintf("  %-11s %4d points held, %d debt", b.Account, b.Total, b.Debt))
 	}
 	lines = append(lines,
+		"",
+		"See the issuance pipeline work (signed partner requests -> points on the ledger -> a refund clawed back):",
+		"  greenpoints partner send --url "+base+" --sample all --keys-dir "+keysDir,
+		"  curl "+base+"/v1/disclosure    # earning conditions, expiry, redemption, methodologies",
 		"",
 		"Try:",
 		"  curl "+base+"/healthz          # process up",

@@ -29,6 +29,9 @@ func commands() []command {
 		{"serve", "run the issuer's HTTP API against a PostgreSQL database", runServe},
 		{"demo", "start a throwaway PostgreSQL and a server with demo settings (no set-up needed)", runDemo},
 		{"migrate", "apply the database migrations and exit", runMigrate},
+		{"partner", "act as a partner: send signed requests, import settlement files", runPartner},
+		{"registry", "import the energy-label registry from a CSV file", runRegistry},
+		{"projection", "rebuild the read projection from the ledger", runProjection},
 		{"version", "print the version and exit", runVersion},
 	}
 }
@@ -49,7 +52,7 @@ Run 'greenpoints COMMAND --help' for a command's flags.
 func usageText() string {
 	var list string
 	for _, c := range commands() {
-		list += fmt.Sprintf("  %-9s %s\n", c.name, c.summary)
+		list += fmt.Sprintf("  %-11s %s\n", c.name, c.summary)
 	}
 	return fmt.Sprintf(topUsage, list)
 }

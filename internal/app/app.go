@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 	"github.com/greenpoints/greenpoints/internal/database"
 	"github.com/greenpoints/greenpoints/internal/keys"
 	"github.com/greenpoints/greenpoints/issuer"
+	"github.com/greenpoints/greenpoints/issuer/pipeline"
+	"github.com/greenpoints/greenpoints/issuer/projection"
 )
 
 // Config is the effective configuration of a server.
@@ -33,6 +36,11 @@ type Config struct {
 	Version         string        // build version, reported by /v1/version
 	Ledger          string        // ledger backend: "embedded" (default) or "fabric"
 	KeysDir         string        // directory of the file key manager (development keys)
+	IssuerMSP       string        // the issuer's ledger identity; "" means DemoIssuerMSP
+	ProfileID       string        // the issuer's compliance profile; "" means "cn-default"
+	RulesID         string        // the issuer's rule set; "" means "cn-default-rules"
+	BatchSize       int           // issuances per ledger transaction; 0 means 500
+	BatchWorkers    int           // ledger transactions in flight per instance; 0 means 4
 }
 
 // App is a running greenpoints server.
@@ -44,6 +52,10 @@ type App struct {
 	srv  *http.Server
 	keys keys.Manager
 	led  *embedded.Ledger
+	svc  *pipeline.Service
+	bat  *pipeline.Batcher
+	cbs  *pipeline.Deliverer
+	proj *projection.Projector
 }
 
 // Close releases what Start acquired, for callers that never Run.
@@ -84,13 +96,19 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 			ln.Close()
 		}
 	}()
-	led, err := openLedger(ctx, cfg, pool, km, log)
+	led, err := OpenLedger(ctx, cfg, pool, km, log)
 	if err != nil {
+		return nil, err
+	}
+	svc, bat, cbs, err := startPipeline(ctx, cfg, pool, km, led, log)
+	if err != nil {
+		_ = led.Close()
 		return nil, err
 	}
 	s := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log, Version: cfg.Version}, api.Deps{
 		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
 	})
+	s.Partners(svc, bat.Notify)
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -99,7 +117,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return &App{cfg: cfg, log: log, pool: pool, ln: ln, srv: srv, keys: km, led: led}, nil
+	return &App{cfg: cfg, log: log, pool: pool, ln: ln, srv: srv, keys: km, led: led, svc: svc, bat: bat, cbs: cbs,
+		proj: projection.New(pool, led, log.With("component", "projection"))}, nil
 }
 
 // Listen binds addr, turning the common failures into advice.
@@ -120,6 +139,18 @@ func (a *App) Addr() string { return a.ln.Addr().String() }
 // Pool is the database pool (for tests and embedding commands).
 func (a *App) Pool() *pgxpool.Pool { return a.pool }
 
+// Pipeline is the intake service.
+func (a *App) Pipeline() *pipeline.Service { return a.svc }
+
+// Projection is the ledger's read projection.
+func (a *App) Projection() *projection.Projector { return a.proj }
+
+// Batcher is the issuance batcher.
+func (a *App) Batcher() *pipeline.Batcher { return a.bat }
+
+// Callbacks is the partner callback deliverer.
+func (a *App) Callbacks() *pipeline.Deliverer { return a.cbs }
+
 // Ledger is the ledger client.
 func (a *App) Ledger() issuer.Ledger { return a.led }
 
@@ -137,6 +168,16 @@ func (a *App) VerifyLedger(ctx context.Context) error {
 func (a *App) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
+	// The background workers stop with ctx; each finishes the batch it has
+	// in flight (its ledger call is not cancelled), so shutdown drains.
+	var wg sync.WaitGroup
+	for _, w := range []func(context.Context) error{a.bat.Run, a.cbs.Run, a.proj.Run} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = w(ctx)
+		}()
+	}
 	a.log.Info("serving", "addr", a.Addr())
 	var serveErr error
 	select {
@@ -147,6 +188,7 @@ func (a *App) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
 	defer cancel()
 	shutErr := a.srv.Shutdown(sctx)
+	wg.Wait()
 	// The ledger drains its pending commits before the pool goes away.
 	if err := a.led.Close(); err != nil {
 		a.log.Error("closing ledger", "err", err)

@@ -18,9 +18,12 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-func startApp(t *testing.T) (*App, context.CancelFunc, chan error) {
+func startApp(t *testing.T, opts ...func(*Config)) (*App, context.CancelFunc, chan error) {
 	t.Helper()
 	cfg := Config{Addr: "127.0.0.1:0", DatabaseURL: pgtest.NewDBURL(t), MaxBodyBytes: 1 << 10, ShutdownTimeout: 5 * time.Second, Version: "test", KeysDir: filepath.Join(t.TempDir(), "keys")}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	a, err := Start(t.Context(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)

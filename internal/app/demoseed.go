@@ -1,16 +1,21 @@
 package app
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	_ "embed"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/greenpoints/greenpoints/chaincode/points"
 	"github.com/greenpoints/greenpoints/internal/apperr"
+	"github.com/greenpoints/greenpoints/internal/webhook"
 	"github.com/greenpoints/greenpoints/issuer"
+	"github.com/greenpoints/greenpoints/issuer/labels"
+	"github.com/greenpoints/greenpoints/issuer/pipeline"
 )
 
 // The demo's ledger identities. In embedded mode the server acts for each of
@@ -20,39 +25,60 @@ const (
 	DemoIssuerMSP    = "GreenBankMSP"
 )
 
+// The demo's sandbox partners (test keys, test card tokens).
+const (
+	DemoBank           = "demo-bank"
+	DemoMetro          = "demo-metro"
+	DemoBankUSCC       = "91110000100000000R" // the bank itself
+	DemoMetroUSCC      = "91440300MA5G00001W" // the metro operator (also the merchant of its fares)
+	DemoRetailerUSCC   = "91310000MA1FL0000N" // the appliance store in the sample purchases
+	DemoConsentVersion = "demo-consent-v1"
+)
+
+// DemoCards are the sandbox card tokens, linked with consent.
+var DemoCards = []pipeline.CardLink{
+	{Partner: DemoBank, CardToken: "tok_demo_alice_1", Account: "demo-alice", ConsentVersion: DemoConsentVersion, ConsentChannel: "app"},
+	{Partner: DemoBank, CardToken: "tok_demo_bob_1", Account: "demo-bob", ConsentVersion: DemoConsentVersion, ConsentChannel: "app"},
+	{Partner: DemoMetro, CardToken: "metro_alice", Account: "demo-alice", ConsentVersion: DemoConsentVersion, ConsentChannel: "app"},
+	{Partner: DemoMetro, CardToken: "metro_bob", Account: "demo-bob", ConsentVersion: DemoConsentVersion, ConsentChannel: "app"},
+}
+
+//go:embed demodata/labels.csv
+var demoLabels []byte
+
 // DemoSummary is what SeedDemo left on the ledger, for the demo's banner.
 type DemoSummary struct {
-	Seeded   bool             // false when the ledger already held the demo
-	Balances []points.Balance // the demo consumers' balances
-	Receipt  string           // the donation receipt id ("" when not seeded now)
-	Height   uint64           // blocks on the ledger
+	Seeded   bool              // false when the ledger already held the demo
+	Balances []points.Balance  // the demo consumers' balances
+	Height   uint64            // blocks on the ledger
+	KeyFiles map[string]string // sandbox partner id -> its private signing key file (whsk_)
 }
 
-// demoDoc is a published document the demo anchors by hash (rule,
-// methodology, profile); the texts are placeholders for the real ones the
-// pipeline issue publishes.
-func demoHash(doc string) string {
-	sum := sha256.Sum256([]byte(doc))
-	return hex.EncodeToString(sum[:])
-}
-
-// SeedDemo puts the demo on an empty ledger: a regulator, an issuer, a
-// charity with a project, anchored rule/methodology/profile versions, two
-// consumers with points, and one donation. It is idempotent: on a ledger
-// that already has a regulator it only reads the balances.
-func SeedDemo(ctx context.Context, led issuer.Ledger, now time.Time) (*DemoSummary, error) {
-	s := &DemoSummary{}
-	var h uint64
+// SeedDemo prepares a working issuer on an empty ledger: a regulator, the
+// issuer, a charity with a project, the published rule, methodology and
+// profile versions anchored, sandbox partners (a bank and a metro operator)
+// with test keys, consented card links for two consumers, and the sample
+// energy-label registry. It is idempotent: run again, it only adds what is
+// missing and reads the balances.
+func SeedDemo(ctx context.Context, a *App, now time.Time) (*DemoSummary, error) {
+	led := a.Ledger()
+	s := &DemoSummary{KeyFiles: map[string]string{}}
 	var reg points.Registry
 	err := evaluate(ctx, led, DemoRegulatorMSP, "GetRegistry", struct{}{}, &reg)
 	if err != nil && apperr.ReasonOf(err) != "not_initialized" {
 		return nil, err
 	}
 	if err != nil {
-		if err := seed(ctx, led, now, s); err != nil {
+		if err := seed(ctx, led); err != nil {
 			return nil, fmt.Errorf("seed demo ledger: %w", err)
 		}
 		s.Seeded = true
+	}
+	if err := a.svc.Policy().Anchor(ctx, led, DemoIssuerMSP); err != nil {
+		return nil, fmt.Errorf("anchor the published policy (a demo data directory from an older version? delete it): %w", err)
+	}
+	if err := seedPartners(ctx, a, s); err != nil {
+		return nil, fmt.Errorf("seed demo partners: %w", err)
 	}
 	for _, acct := range []string{"demo-alice", "demo-bob"} {
 		var b points.Balance
@@ -61,7 +87,7 @@ func SeedDemo(ctx context.Context, led issuer.Ledger, now time.Time) (*DemoSumma
 		}
 		s.Balances = append(s.Balances, b)
 	}
-	h, err = led.Height(ctx)
+	h, err := led.Height(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -69,11 +95,7 @@ func SeedDemo(ctx context.Context, led issuer.Ledger, now time.Time) (*DemoSumma
 	return s, nil
 }
 
-func seed(ctx context.Context, led issuer.Ledger, now time.Time, s *DemoSummary) error {
-	rule := points.VersionRef{ID: "demo-rule", Version: "1"}
-	meth := points.VersionRef{ID: "transit-cn-urban", Version: "2026.1"}
-	prof := points.VersionRef{ID: "demo-profile", Version: "1"}
-	effective := now.Add(-time.Minute)
+func seed(ctx context.Context, led issuer.Ledger) error {
 	steps := []struct {
 		caller, fn string
 		args       any
@@ -82,41 +104,63 @@ func seed(ctx context.Context, led issuer.Ledger, now time.Time, s *DemoSummary)
 		{DemoRegulatorMSP, "RegisterMember", points.RegisterMemberArgs{MSP: DemoIssuerMSP, Role: points.RoleIssuer, Name: "Green Bank (demo)", FilingNumber: "DEMO-0001", Status: points.StatusActive}},
 		{DemoRegulatorMSP, "RegisterCharity", points.RegisterCharityArgs{CharityID: "green-earth", Name: "Green Earth Foundation (demo)"}},
 		{DemoRegulatorMSP, "RegisterProject", points.RegisterProjectArgs{CharityID: "green-earth", ProjectID: "mangroves", Name: "Mangrove restoration"}},
-		{DemoIssuerMSP, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorRule, ID: rule.ID, Version: rule.Version, SHA256: demoHash("demo rule: 1 point per 100 g CO2e"), EffectiveAt: effective}},
-		{DemoIssuerMSP, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorMethodology, ID: meth.ID, Version: meth.Version, SHA256: demoHash("urban transit: distance x (car - mode) g/pkm"), EffectiveAt: effective}},
-		{DemoIssuerMSP, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorProfile, ID: prof.ID, Version: prof.Version, SHA256: demoHash("demo profile"), EffectiveAt: effective,
-			Profile: &points.ProfileArgs{Timezone: "Asia/Shanghai", MaxValidityDays: 730, TransfersAllowed: true, TransferMaxPoints: 500, TransferMaxPointsPerMonth: 2000, PointValueFen: 1}}},
-		{DemoIssuerMSP, "OpenAccount", points.OpenAccountArgs{AccountID: "demo-alice", Kind: points.KindConsumer}},
-		{DemoIssuerMSP, "OpenAccount", points.OpenAccountArgs{AccountID: "demo-bob", Kind: points.KindConsumer}},
+		{DemoIssuerMSP, "OpenAccounts", points.OpenAccountsArgs{Accounts: []points.OpenAccountArgs{
+			{AccountID: "demo-alice", Kind: points.KindConsumer}, {AccountID: "demo-bob", Kind: points.KindConsumer}}}},
 	}
 	for _, st := range steps {
 		if err := submit(ctx, led, st.caller, st.fn, st.args, nil); err != nil {
 			return err
 		}
 	}
-	expires := now.AddDate(1, 0, 0).Truncate(24 * time.Hour)
-	item := func(id, acct string, pts, grams int64, cat string) points.IssueItem {
-		return points.IssueItem{ItemID: id, Account: acct, Points: pts, Grams: grams, Category: cat,
-			RuleVersion: rule, MethodologyVersion: meth, ProfileVersion: prof,
-			QuantificationHash: demoHash("quantification " + id), ExpiresAt: expires, Claim: demoHash("claim " + id)}
-	}
-	batch := points.IssueBatchArgs{Items: []points.IssueItem{
-		item("demo-trip-1", "demo-alice", 12, 1_260, "transit"),
-		item("demo-fridge-1", "demo-alice", 150, 15_000, "appliance"),
-		item("demo-trip-2", "demo-bob", 8, 840, "transit"),
-	}}
-	if err := submit(ctx, led, DemoIssuerMSP, "IssueBatch", batch, nil); err != nil {
-		return err
-	}
-	var receipt points.ReceiptResult
-	donate := points.DonateArgs{Account: "demo-alice", CharityID: "green-earth", ProjectID: "mangroves", Points: 20, RequestHash: demoHash("demo donation request")}
-	if err := submit(ctx, led, DemoIssuerMSP, "Donate", donate, &receipt); err != nil {
-		return err
-	}
-	s.Receipt = receipt.Receipt.ReceiptID
 	return nil
 }
 
+// seedPartners registers the sandbox partners with a v1a key each, whose
+// private half is written to the key directory for 'greenpoints partner send'.
+func seedPartners(ctx context.Context, a *App, s *DemoSummary) error {
+	partners := a.svc.Partners()
+	for _, p := range []pipeline.Partner{
+		{ID: DemoBank, Kind: pipeline.KindBank, Name: "Demo Bank (sandbox)", USCC: DemoBankUSCC, Sandbox: true},
+		{ID: DemoMetro, Kind: pipeline.KindTransitOperator, Name: "Demo Metro (sandbox)", USCC: DemoMetroUSCC, Sandbox: true,
+			AvgBusMeters: 4_200, AvgMetroMeters: 8_100, AvgSource: "demo operator's published averages (illustrative)"},
+	} {
+		if err := partners.Create(ctx, p); err != nil && apperr.ReasonOf(err) != "partner_exists" {
+			return err
+		}
+		path := filepath.Join(a.cfg.KeysDir, p.ID+".whsk")
+		s.KeyFiles[p.ID] = path
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
+		pub, priv, err := webhook.NewKeyPair()
+		if err != nil {
+			return err
+		}
+		pk, err := webhook.ParsePublicKey(pub)
+		if err != nil {
+			return err
+		}
+		if err := partners.AddPublicKey(ctx, p.ID, "demo-"+time.Now().UTC().Format("20060102T150405"), pk); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(priv+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write sandbox key: %w", err)
+		}
+	}
+	for _, l := range DemoCards {
+		if err := pipeline.LinkCard(ctx, a.pool, l); err != nil {
+			return err
+		}
+	}
+	if _, err := a.pool.Exec(ctx, `INSERT INTO ledger_accounts (account) VALUES ('demo-alice'), ('demo-bob') ON CONFLICT DO NOTHING`); err != nil {
+		return err
+	}
+	entries, err := labels.Parse(bytes.NewReader(demoLabels), labels.Options{})
+	if err != nil {
+		return fmt.Errorf("demo label registry: %w", err)
+	}
+	return pipeline.ImportLabels(ctx, a.pool, entries, nil)
+}
 func submit(ctx context.Context, led issuer.Ledger, caller, fn string, args, out any) error {
 	b, err := json.Marshal(args)
 	if err != nil {

@@ -21,8 +21,8 @@ const (
 // BlockKeyName is the key manager name of the embedded ledger's block-signing key.
 const BlockKeyName = "ledger-blocks"
 
-// openLedger starts the configured ledger backend.
-func openLedger(ctx context.Context, cfg Config, pool *pgxpool.Pool, km keys.Manager, log *slog.Logger) (*embedded.Ledger, error) {
+// OpenLedger starts the configured ledger backend.
+func OpenLedger(ctx context.Context, cfg Config, pool *pgxpool.Pool, km keys.Manager, log *slog.Logger) (*embedded.Ledger, error) {
 	switch cfg.Ledger {
 	case "", LedgerEmbedded:
 	case LedgerFabric:

@@ -1,0 +1,50 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/greenpoints/greenpoints/internal/keys"
+	"github.com/greenpoints/greenpoints/internal/webhook"
+	"github.com/greenpoints/greenpoints/issuer"
+	"github.com/greenpoints/greenpoints/issuer/pipeline"
+)
+
+// CallbackKeyName is the key manager name of the key that signs partner
+// callbacks (v1a): partners verify them with its public key.
+const CallbackKeyName = "partner-callbacks"
+
+// startPipeline builds the intake service, the batcher and the callback
+// deliverer. The workers start with Run.
+func startPipeline(ctx context.Context, cfg Config, pool *pgxpool.Pool, km keys.Manager, led issuer.Ledger, log *slog.Logger) (
+	*pipeline.Service, *pipeline.Batcher, *pipeline.Deliverer, error) {
+	if cfg.IssuerMSP == "" {
+		cfg.IssuerMSP = DemoIssuerMSP
+	}
+	if cfg.ProfileID == "" {
+		cfg.ProfileID = "cn-default"
+	}
+	if cfg.RulesID == "" {
+		cfg.RulesID = "cn-default-rules"
+	}
+	claimKey, err := loadClaimKey(cfg.KeysDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pol, err := pipeline.NewPolicy(cfg.ProfileID, cfg.RulesID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	signer, _, err := km.Signer(ctx, CallbackKeyName)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("callback-signing key: %w", err)
+	}
+	plog := log.With("component", "pipeline")
+	svc := pipeline.NewService(pool, pipeline.NewPartners(pool, km), pol, pipeline.Config{IssuerMSP: cfg.IssuerMSP, ClaimKey: claimKey}, plog)
+	bat := pipeline.NewBatcher(pool, led, svc, pipeline.BatcherConfig{MaxItems: cfg.BatchSize, Workers: cfg.BatchWorkers}, plog)
+	cbs := pipeline.NewDeliverer(pool, webhook.CryptoSigner(signer), pipeline.CallbackConfig{}, plog)
+	return svc, bat, cbs, nil
+}

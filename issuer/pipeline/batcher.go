@@ -1,0 +1,386 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/greenpoints/greenpoints/chaincode/points"
+	"github.com/greenpoints/greenpoints/internal/apperr"
+	"github.com/greenpoints/greenpoints/internal/database"
+	"github.com/greenpoints/greenpoints/issuer"
+)
+
+// BatcherConfig bounds the group commit.
+type BatcherConfig struct {
+	MaxItems int           // issuances per ledger transaction (<= points.MaxIssueBatch); 0 means 500
+	Workers  int           // concurrent batches in flight per instance; 0 means 4
+	Poll     time.Duration // how often an idle worker looks for due work; 0 means 250ms
+}
+
+// Batcher group-commits due issuances into IssueBatch transactions, groups
+// each account's due transit trips into daily grants, and submits queued
+// reversals. Every unit of work is claimed with FOR UPDATE SKIP LOCKED, so
+// any number of workers and server instances share the queue; the row lock
+// is held until the ledger outcome is written, and a crash in between only
+// makes the next attempt report already_issued for our own claims.
+type Batcher struct {
+	pool   *pgxpool.Pool
+	led    issuer.Ledger
+	s      *Service
+	cfg    BatcherConfig
+	log    *slog.Logger
+	wake   chan struct{}
+	mu     sync.Mutex
+	closed bool
+}
+
+// NewBatcher returns a batcher for the service's outbox.
+func NewBatcher(pool *pgxpool.Pool, led issuer.Ledger, s *Service, cfg BatcherConfig, log *slog.Logger) *Batcher {
+	if cfg.MaxItems <= 0 || cfg.MaxItems > points.MaxIssueBatch {
+		cfg.MaxItems = 500
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 250 * time.Millisecond
+	}
+	return &Batcher{pool: pool, led: led, s: s, cfg: cfg, log: log, wake: make(chan struct{}, 1)}
+}
+
+// Notify wakes an idle worker (e.g. after intake queued work due now).
+func (b *Batcher) Notify() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the workers until ctx ends. The batch a worker has in flight
+// when ctx ends is finished (its ledger call and outcome write use a
+// context that is not cancelled), so shutdown drains instead of abandoning.
+func (b *Batcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i := 0; i < b.cfg.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.worker(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (b *Batcher) worker(ctx context.Context) {
+	backoff := b.cfg.Poll
+	for ctx.Err() == nil {
+		n, err := b.Step(context.WithoutCancel(ctx))
+		if err != nil {
+			b.log.Warn("batcher step failed; retrying", "err", err, "retry_in", backoff.String())
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 10*time.Second)
+			continue
+		}
+		backoff = b.cfg.Poll
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-b.wake:
+		case <-time.After(b.cfg.Poll + rand.N(b.cfg.Poll/4+1)):
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Step does one round of work: group due trips, issue one batch of due
+// issuances, submit due reversals. It returns how many units it handled.
+func (b *Batcher) Step(ctx context.Context) (int, error) {
+	g, err := b.groupTrips(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("group trips: %w", err)
+	}
+	n, err := b.issue(ctx)
+	if err != nil {
+		return g, fmt.Errorf("issue: %w", err)
+	}
+	r, err := b.reverse(ctx)
+	if err != nil {
+		return g + n, fmt.Errorf("reverse: %w", err)
+	}
+	return g + n + r, nil
+}
+
+// Drain runs steps until no due work is left (tests, the demo, shutdown).
+func (b *Batcher) Drain(ctx context.Context) error {
+	for {
+		n, err := b.Step(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+type queued struct {
+	id                      uuid.UUID
+	kind, account, category string
+	claim                   string
+	subClaims               []string
+	grams, points           int64
+	recordHash              string
+	ruleID, ruleVer         string
+	methID, methVer         string
+}
+
+// maxConflictRetries bounds re-submissions after MVCC conflicts; each is a
+// new proposal with a new transaction id, as Fabric requires.
+const maxConflictRetries = 5
+
+func (b *Batcher) issue(ctx context.Context) (int, error) {
+	var n int
+	err := database.InTx(ctx, b.pool, func(tx pgx.Tx) error {
+		now := b.s.cfg.Now()
+		rows, err := tx.Query(ctx, `SELECT id, kind, account, category, claim, sub_claims, grams, points, record_hash,
+			rule_id, rule_version, methodology_id, methodology_version FROM issuances
+			WHERE status = 'queued' AND not_before <= $1 ORDER BY not_before LIMIT $2 FOR UPDATE SKIP LOCKED`, now, b.cfg.MaxItems)
+		if err != nil {
+			return err
+		}
+		var qs []queued
+		for rows.Next() {
+			var q queued
+			if err := rows.Scan(&q.id, &q.kind, &q.account, &q.category, &q.claim, &q.subClaims, &q.grams, &q.points,
+				&q.recordHash, &q.ruleID, &q.ruleVer, &q.methID, &q.methVer); err != nil {
+				rows.Close()
+				return err
+			}
+			qs = append(qs, q)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(qs) == 0 {
+			return err
+		}
+		n = len(qs)
+		accounts := make([]string, 0, len(qs))
+		for _, q := range qs {
+			accounts = append(accounts, q.account)
+		}
+		if err := b.ensureAccounts(ctx, tx, accounts); err != nil {
+			return err
+		}
+		prof, err := b.s.policy.Profile(now)
+		if err != nil {
+			return err
+		}
+		expires := prof.ExpiresAt(now)
+		pref := points.VersionRef{ID: prof.ID, Version: prof.Version}
+		args := points.IssueBatchArgs{Items: make([]points.IssueItem, len(qs))}
+		for i, q := range qs {
+			args.Items[i] = points.IssueItem{ItemID: q.id.String(), Account: q.account, Points: q.points, Grams: q.grams,
+				Category: q.category, RuleVersion: points.VersionRef{ID: q.ruleID, Version: q.ruleVer},
+				MethodologyVersion: points.VersionRef{ID: q.methID, Version: q.methVer}, ProfileVersion: pref,
+				QuantificationHash: q.recordHash, ExpiresAt: expires, Claim: q.claim, SubClaims: q.subClaims}
+		}
+		var res points.IssueBatchResult
+		txr, tried, err := b.submit(ctx, "IssueBatch", args, &res)
+		if err != nil {
+			return err
+		}
+		if len(res.Results) != len(qs) {
+			return fmt.Errorf("IssueBatch returned %d results for %d items", len(res.Results), len(qs))
+		}
+		return b.applyResults(ctx, tx, qs, res.Results, txr, tried, expires, pref)
+	})
+	return n, err
+}
+
+// submit sends one proposal, re-submitting a conflicted one as a new
+// proposal; it returns every transaction id tried.
+func (b *Batcher) submit(ctx context.Context, fn string, args, out any) (*issuer.TxResult, []string, error) {
+	body, err := json.Marshal(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	var tried []string
+	for attempt := 0; ; attempt++ {
+		e, err := b.led.Endorse(ctx, issuer.Proposal{Caller: b.s.cfg.IssuerMSP, Function: fn, Args: body})
+		if err != nil {
+			return nil, tried, err
+		}
+		tried = append(tried, e.TxID())
+		r, err := b.led.Commit(ctx, e)
+		if err != nil {
+			if apperr.CodeOf(err) == apperr.Conflict && attempt < maxConflictRetries {
+				b.log.Info("ledger conflict; re-submitting as a new proposal", "function", fn, "tx", e.TxID(), "reason", apperr.ReasonOf(err))
+				continue
+			}
+			return nil, tried, err
+		}
+		if out != nil {
+			if err := json.Unmarshal(r.Payload, out); err != nil {
+				return nil, tried, fmt.Errorf("decode %s result: %w", fn, err)
+			}
+		}
+		return r, tried, nil
+	}
+}
+
+// ensureAccounts opens on the ledger the accounts it has not seen open.
+func (b *Batcher) ensureAccounts(ctx context.Context, tx pgx.Tx, accounts []string) error {
+	rows, err := tx.Query(ctx, `SELECT a FROM unnest($1::text[]) AS a
+		WHERE NOT EXISTS (SELECT 1 FROM ledger_accounts l WHERE l.account = a) GROUP BY a ORDER BY a`, accounts)
+	if err != nil {
+		return err
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	args := points.OpenAccountsArgs{}
+	for _, a := range missing {
+		args.Accounts = append(args.Accounts, points.OpenAccountArgs{AccountID: a, Kind: points.KindConsumer})
+	}
+	if _, _, err := b.submit(ctx, "OpenAccounts", args, nil); err != nil {
+		return fmt.Errorf("open accounts: %w", err)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO ledger_accounts (account) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, missing)
+	return err
+}
+
+// applyResults writes the ledger's per-item outcomes to the outbox, the
+// actions and the partners' callbacks, all in the claiming transaction.
+func (b *Batcher) applyResults(ctx context.Context, tx pgx.Tx, qs []queued, results []points.ItemResult, txr *issuer.TxResult,
+	tried []string, expires time.Time, prof points.VersionRef) error {
+	for i, r := range results {
+		q := qs[i]
+		switch r.Status {
+		case points.ItemIssued, points.ItemAlreadyIssued:
+			txID, block := txr.TxID, int64(txr.Block)
+			if r.Status == points.ItemAlreadyIssued {
+				txID, block = "", 0 // issued by an earlier attempt; the projection knows which
+			}
+			if _, err := tx.Exec(ctx, `UPDATE issuances SET status = 'issued', lot_key = $2, tx_id = $3, block = $4, expires_at = $5,
+				profile_id = $6, profile_version = $7, attempts = attempts + 1, tx_ids = tx_ids || $8, updated_at = now()
+				WHERE id = $1`, q.id, r.LotKey, txID, block, expires, prof.ID, prof.Version, tried); err != nil {
+				return err
+			}
+			if err := b.settleActions(ctx, tx, q.id, "issued", "", map[string]any{"lotKey": r.LotKey, "ledgerTxId": txID,
+				"block": block, "issuancePoints": q.points, "expiresAt": expires}); err != nil {
+				return err
+			}
+		case points.ItemRejected:
+			if r.Reason == "sub_claim_taken" {
+				if err := b.splitGrant(ctx, tx, q, r.TakenSubClaims, tried); err != nil {
+					return err
+				}
+				continue
+			}
+			fallthrough
+		default: // claimed_elsewhere, rejected
+			reason := r.Reason
+			if r.Status == points.ItemClaimedElsewhere {
+				reason = r.Status
+			}
+			if _, err := tx.Exec(ctx, `UPDATE issuances SET status = 'rejected', reason = $2, attempts = attempts + 1,
+				tx_ids = tx_ids || $3, updated_at = now() WHERE id = $1`, q.id, reason, tried); err != nil {
+				return err
+			}
+			if err := b.settleActions(ctx, tx, q.id, "rejected", reason, map[string]any{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// settleActions moves an issuance's actions to status and queues a callback
+// for each to the partner that reported it.
+func (b *Batcher) settleActions(ctx context.Context, tx pgx.Tx, issuance uuid.UUID, status, reason string, extra map[string]any) error {
+	rows, err := tx.Query(ctx, `UPDATE actions SET status = $2, reason = $3, updated_at = now() WHERE issuance_id = $1
+		RETURNING id, partner_id, partner_tx_id, kind, line, grams`, issuance, status, reason)
+	if err != nil {
+		return err
+	}
+	type act struct {
+		id                  uuid.UUID
+		partner, txID, kind string
+		line                int
+		grams               int64
+	}
+	var acts []act
+	for rows.Next() {
+		var a act
+		if err := rows.Scan(&a.id, &a.partner, &a.txID, &a.kind, &a.line, &a.grams); err != nil {
+			rows.Close()
+			return err
+		}
+		acts = append(acts, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, a := range acts {
+		p := map[string]any{"actionId": a.id.String(), "transactionId": a.txID, "kind": a.kind, "grams": a.grams, "status": status}
+		if a.line > 0 {
+			p["line"] = a.line
+		}
+		if reason != "" {
+			p["reason"] = reason
+		}
+		for k, v := range extra {
+			p[k] = v
+		}
+		if err := queueCallback(ctx, tx, a.partner, "action."+status, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitGrant handles a transit grant some of whose trips were claimed
+// elsewhere meanwhile: those trips are rejected, the others go back to the
+// queue and are granted again under a new grant claim.
+func (b *Batcher) splitGrant(ctx context.Context, tx pgx.Tx, q queued, taken []string, tried []string) error {
+	if _, err := tx.Exec(ctx, `UPDATE issuances SET status = 'rejected', reason = 'sub_claim_taken', attempts = attempts + 1,
+		tx_ids = tx_ids || $2, updated_at = now() WHERE id = $1`, q.id, tried); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE actions SET status = 'queued', issuance_id = NULL, updated_at = now()
+		WHERE issuance_id = $1 AND NOT (claim = ANY($2))`, q.id, taken); err != nil {
+		return err
+	}
+	return b.settleActions(ctx, tx, q.id, "rejected", "claimed_elsewhere", map[string]any{})
+}
+
+func isAlreadyReversed(err error) bool { return apperr.ReasonOf(err) == "already_reversed" }
+
+// isRejection: the contract refused the transaction; resubmitting the same
+// arguments would be refused again.
+func isRejection(err error) bool {
+	switch apperr.CodeOf(err) {
+	case apperr.Invalid, apperr.NotFound, apperr.Forbidden:
+		return true
+	}
+	return false
+}

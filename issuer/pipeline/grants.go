@@ -1,0 +1,212 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/greenpoints/greenpoints/chaincode/points"
+	"github.com/greenpoints/greenpoints/internal/database"
+	"github.com/greenpoints/greenpoints/issuer/evidence"
+	"github.com/greenpoints/greenpoints/issuer/quantify"
+)
+
+// maxTripsPerRound bounds one grouping round.
+const maxTripsPerRound = 2000
+
+type dueTrip struct {
+	id         uuid.UUID
+	account    string
+	day        string
+	claim      string
+	grams      int64
+	occurredAt time.Time
+	rec        quantify.Record
+}
+
+// groupTrips turns each account's due trips of one local day into a transit
+// grant: one issuance whose claim is the grant's and whose sub-claims are
+// the trips', so each trip stays unique network-wide while the consumer gets
+// one lot per day. Trips arriving after a day's grant make a supplemental
+// grant (the next sequence number of that day).
+func (b *Batcher) groupTrips(ctx context.Context) (int, error) {
+	var n int
+	err := database.InTx(ctx, b.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, account, local_day, claim, grams, occurred_at, record FROM actions
+			WHERE kind = 'transit' AND status = 'queued' AND not_before <= $1
+			ORDER BY account, local_day, occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED`, b.s.cfg.Now(), maxTripsPerRound)
+		if err != nil {
+			return err
+		}
+		var trips []dueTrip
+		for rows.Next() {
+			var t dueTrip
+			var rec []byte
+			if err := rows.Scan(&t.id, &t.account, &t.day, &t.claim, &t.grams, &t.occurredAt, &rec); err != nil {
+				rows.Close()
+				return err
+			}
+			if err := json.Unmarshal(rec, &t.rec); err != nil {
+				rows.Close()
+				return fmt.Errorf("decode trip record %s: %w", t.id, err)
+			}
+			trips = append(trips, t)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		n = len(trips)
+		for start := 0; start < len(trips); {
+			end := start + 1
+			for end < len(trips) && end-start < points.MaxSubClaims && trips[end].account == trips[start].account &&
+				trips[end].day == trips[start].day && trips[end].rec.Methodology == trips[start].rec.Methodology {
+				end++
+			}
+			if err := b.grant(ctx, tx, trips[start:end]); err != nil {
+				return err
+			}
+			start = end
+		}
+		return nil
+	})
+	return n, err
+}
+
+// grant queues one transit grant for trips of one account, day and methodology.
+func (b *Batcher) grant(ctx context.Context, tx pgx.Tx, trips []dueTrip) error {
+	first := trips[0]
+	if err := lockAccount(ctx, tx, first.account); err != nil {
+		return err
+	}
+	var seq int
+	if err := tx.QueryRow(ctx, `SELECT count(*) + 1 FROM issuances WHERE kind = 'transit' AND account = $1 AND local_day = $2`,
+		first.account, first.day).Scan(&seq); err != nil {
+		return err
+	}
+	// The grant's canonical id names the issuer, account, day and sequence:
+	// unique per issuer, and the same on a retry of this very grant.
+	gid := fmt.Sprintf("grant|%s|%s|%s|%d", b.s.cfg.IssuerMSP, first.account, first.day, seq)
+	iss := issuance{id: uuid.Must(uuid.NewV7()), kind: CategoryTransit, account: first.account, category: CategoryTransit,
+		claim: evidence.Claim(b.s.cfg.ClaimKey, gid), localDay: first.day, occurredAt: first.occurredAt,
+		notBefore: b.s.cfg.Now(), methodology: first.rec.Methodology}
+	recs := make([]quantify.Record, len(trips))
+	ids := make([]uuid.UUID, len(trips))
+	for i, t := range trips {
+		iss.subClaims = append(iss.subClaims, t.claim)
+		iss.grams += t.grams
+		recs[i], ids[i] = t.rec, t.id
+	}
+	prof, err := b.s.policy.Profile(first.occurredAt)
+	if err != nil {
+		return err
+	}
+	_, reason, err := price(ctx, tx, b.s.policy, prof, &iss, recs)
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		rows, err := tx.Query(ctx, `UPDATE actions SET status = 'rejected', reason = $2, updated_at = now() WHERE id = ANY($1)
+			RETURNING id, partner_id, partner_tx_id, grams`, ids, reason)
+		if err != nil {
+			return err
+		}
+		type rej struct {
+			id            uuid.UUID
+			partner, txID string
+			grams         int64
+		}
+		var rs []rej
+		for rows.Next() {
+			var r rej
+			if err := rows.Scan(&r.id, &r.partner, &r.txID, &r.grams); err != nil {
+				rows.Close()
+				return err
+			}
+			rs = append(rs, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if err := queueCallback(ctx, tx, r.partner, "action.rejected", map[string]any{"actionId": r.id.String(),
+				"transactionId": r.txID, "kind": CategoryTransit, "grams": r.grams, "status": "rejected", "reason": reason}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := insertIssuance(ctx, tx, &iss); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE actions SET status = 'grouped', issuance_id = $2, updated_at = now() WHERE id = ANY($1)`, ids, iss.id)
+	return err
+}
+
+// reverse submits queued reversals (refunds and chargebacks of issued
+// actions) one ledger transaction each.
+func (b *Batcher) reverse(ctx context.Context) (int, error) {
+	var n int
+	err := database.InTx(ctx, b.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, issuance_id, claim, reason FROM reversals WHERE status = 'queued'
+			ORDER BY created_at LIMIT 20 FOR UPDATE SKIP LOCKED`)
+		if err != nil {
+			return err
+		}
+		type rev struct {
+			id, issuance  uuid.UUID
+			claim, reason string
+		}
+		var rs []rev
+		for rows.Next() {
+			var r rev
+			if err := rows.Scan(&r.id, &r.issuance, &r.claim, &r.reason); err != nil {
+				rows.Close()
+				return err
+			}
+			rs = append(rs, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		n = len(rs)
+		for _, r := range rs {
+			var res points.ReverseResult
+			_, tried, err := b.submit(ctx, "Reverse", points.ReverseArgs{Claim: r.claim, Reason: r.reason, ItemID: r.id.String()}, &res)
+			status, errText := "done", ""
+			switch {
+			case err == nil:
+			case isAlreadyReversed(err):
+				// An earlier attempt committed before a crash: the reversal is done.
+			case isRejection(err):
+				status, errText = "failed", err.Error()
+				b.log.Error("ledger refused a reversal", "reversal", r.id, "err", err)
+			default:
+				return err // unknown outcome: retried later; a repeat reports already_reversed
+			}
+			result, _ := json.Marshal(res)
+			if _, err := tx.Exec(ctx, `UPDATE reversals SET status = $2, attempts = attempts + 1, tx_ids = tx_ids || $3,
+				result = $4, error = $5, done_at = now() WHERE id = $1`, r.id, status, tried, result, errText); err != nil {
+				return err
+			}
+			if status != "done" {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `UPDATE issuances SET status = 'reversed', reason = $2, updated_at = now() WHERE id = $1`, r.issuance, r.reason); err != nil {
+				return err
+			}
+			if err := b.settleActions(ctx, tx, r.issuance, "reversed", r.reason, map[string]any{
+				"pointsClawed": res.Reversal.Clawed, "pointsExpired": res.Reversal.Expired, "debt": res.Reversal.Debt, "debtNow": res.DebtNow}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, err
+}
