@@ -238,7 +238,11 @@ func printOutcomes(w io.Writer, r *partnerclient.Response) error {
 	for _, e := range resp.Events {
 		fmt.Fprintf(w, "  %-22s %-10s -> %-9s %s\n", e.TransactionID, e.Status, e.Outcome, e.Reason)
 		for _, a := range e.Actions {
-			fmt.Fprintf(w, "      %-9s %-16s %7d g CO2e  %4d points  %s\n", a.Kind, a.Status, a.Grams, a.Points, a.Reason)
+			pts := fmt.Sprintf("%4d points", a.Points)
+			if a.Kind == "transit" && a.Points == 0 && a.Reason == "" {
+				pts = "points when the day's grant is made"
+			}
+			fmt.Fprintf(w, "      %-9s %-16s %7d g CO2e  %s  %s\n", a.Kind, a.Status, a.Grams, pts, a.Reason)
 		}
 	}
 	return nil
@@ -271,7 +275,7 @@ func getStatus(ctx context.Context, c *partnerclient.Client, route string) (*sta
 // with a spinner, for at most a minute.
 func waitStatus(ctx context.Context, c *partnerclient.Client, route, status string, w io.Writer) error {
 	bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription("  "+status+"?"),
-		progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish())
+		progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish(), progressbar.OptionSetVisibility(isTerminal(w)))
 	defer bar.Finish()
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -338,7 +342,7 @@ func runPartnerImport(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(stderr),
 		progressbar.OptionSetDescription(fmt.Sprintf("uploading %s (%d bytes) and waiting for validation", filepath.Base(fs.Arg(0)), len(body))),
-		progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish())
+		progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish(), progressbar.OptionSetVisibility(isTerminal(stderr)))
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -360,4 +364,15 @@ func runPartnerImport(ctx context.Context, args []string, stdout, stderr io.Writ
 		return printResponse(stdout, resp)
 	}
 	return printOutcomes(stdout, resp)
+}
+
+// isTerminal reports whether w is a terminal: spinners only make sense there
+// (in a log or a pipe they are noise).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -59,7 +59,8 @@ func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("migrate database: %w", err)
 	}
 	bar := progressbar.NewOptions(len(entries), progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetDescription("importing label entries"), progressbar.OptionShowCount())
+		progressbar.OptionSetDescription("importing label entries"), progressbar.OptionShowCount(),
+		progressbar.OptionSetVisibility(isTerminal(stderr)))
 	err = pipeline.ImportLabels(ctx, pool, entries, func(done int) { _ = bar.Set(done) })
 	_ = bar.Finish()
 	fmt.Fprintln(stderr)

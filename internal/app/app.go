@@ -45,30 +45,42 @@ type Config struct {
 
 // App is a running greenpoints server.
 type App struct {
-	cfg  Config
-	log  *slog.Logger
-	pool *pgxpool.Pool
-	ln   net.Listener
-	srv  *http.Server
-	keys keys.Manager
-	led  *embedded.Ledger
-	svc  *pipeline.Service
-	bat  *pipeline.Batcher
-	cbs  *pipeline.Deliverer
-	proj *projection.Projector
+	cfg     Config
+	log     *slog.Logger
+	pool    *pgxpool.Pool
+	ledPool *pgxpool.Pool // the embedded ledger's own connections
+	ln      net.Listener
+	srv     *http.Server
+	keys    keys.Manager
+	led     *embedded.Ledger
+	svc     *pipeline.Service
+	bat     *pipeline.Batcher
+	cbs     *pipeline.Deliverer
+	proj    *projection.Projector
 }
 
 // Close releases what Start acquired, for callers that never Run.
 func (a *App) Close() {
 	a.ln.Close()
 	_ = a.led.Close()
+	a.ledPool.Close()
 	a.pool.Close()
 }
 
 // Start opens and migrates the database, binds the listen address and
 // prepares the HTTP server. Errors name what is wrong and what to do.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) {
-	pool, err := database.Open(ctx, cfg.DatabaseURL)
+	workers := cfg.BatchWorkers
+	if workers <= 0 {
+		workers = pipeline.DefaultWorkers
+	}
+	// Pool sizes: each batch worker holds a connection while its ledger
+	// call runs, and intake requests, the projection and callbacks need
+	// theirs meanwhile. The embedded ledger gets a pool of its own, so
+	// however many workers wait on it, its endorsements and its block
+	// producer always find a connection (a shared pool of 4 deadlocked
+	// under the kill -9 test until the 2-minute block timeout).
+	pool, err := database.Open(ctx, cfg.DatabaseURL, database.WithMaxConns(int32(2*workers+16)))
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +108,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 			ln.Close()
 		}
 	}()
-	led, err := OpenLedger(ctx, cfg, pool, km, log)
+	ledPool, err := database.Open(ctx, cfg.DatabaseURL, database.WithMaxConns(int32(workers+8)))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			ledPool.Close()
+		}
+	}()
+	led, err := OpenLedger(ctx, cfg, ledPool, km, log)
 	if err != nil {
 		return nil, err
 	}
@@ -117,8 +138,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return &App{cfg: cfg, log: log, pool: pool, ln: ln, srv: srv, keys: km, led: led, svc: svc, bat: bat, cbs: cbs,
-		proj: projection.New(pool, led, log.With("component", "projection"))}, nil
+	return &App{cfg: cfg, log: log, pool: pool, ledPool: ledPool, ln: ln, srv: srv, keys: km, led: led, svc: svc, bat: bat, cbs: cbs,
+		proj: projection.New(pool, led, log)}, nil
 }
 
 // Listen binds addr, turning the common failures into advice.
@@ -193,6 +214,7 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.led.Close(); err != nil {
 		a.log.Error("closing ledger", "err", err)
 	}
+	a.ledPool.Close()
 	a.pool.Close()
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("http server: %w", serveErr)

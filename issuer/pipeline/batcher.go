@@ -19,6 +19,9 @@ import (
 	"github.com/greenpoints/greenpoints/issuer"
 )
 
+// DefaultWorkers is how many batches an instance has in flight by default.
+const DefaultWorkers = 4
+
 // BatcherConfig bounds the group commit.
 type BatcherConfig struct {
 	MaxItems int           // issuances per ledger transaction (<= points.MaxIssueBatch); 0 means 500
@@ -49,7 +52,7 @@ func NewBatcher(pool *pgxpool.Pool, led issuer.Ledger, s *Service, cfg BatcherCo
 		cfg.MaxItems = 500
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 4
+		cfg.Workers = DefaultWorkers
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 250 * time.Millisecond
