@@ -238,9 +238,31 @@ func TestDemoStartsAndStopsItsPostgres(t *testing.T) {
 	took := s.waitOK(t, "/readyz", 120*time.Second)
 	t.Logf("demo ready in %s", took)
 	s.waitOK(t, "/healthz", 5*time.Second)
-	for _, want := range []string{"curl " + s.base + "/healthz", "hash chain and signatures verified", "demo-alice   142 points held"} {
+	for _, want := range []string{"curl " + s.base + "/healthz", "hash chain and signatures verified", "greenpoints partner send --url " + s.base + " --sample all --keys-dir "} {
 		if !strings.Contains(s.output(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, s.output())
+		}
+	}
+	// The command the demo prints works: points appear, a refund is clawed back.
+	var send []string
+	for _, line := range strings.Split(s.output(), "\n") {
+		if i := strings.Index(line, "greenpoints partner send "); i >= 0 {
+			send = strings.Fields(line[i+len("greenpoints "):])
+			break
+		}
+	}
+	r := runCLI(t, nil, send...)
+	if r.code != 0 {
+		t.Fatalf("%v: exit %d\n%s\n%s", send, r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"demo-tx-fridge-alice   appliance issued",
+		"demo-tx-washer-bob     appliance reversed",
+		"demo-tx-topup-alice    cleared    -> rejected  mcc_not_trip",
+		"M-demo-alice-1         transit   issued",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("partner send output lacks %q:\n%s", want, r.stdout)
 		}
 	}
 	pid := demoPostgresPID(t, s.output())
