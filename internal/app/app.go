@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/greenpoints/greenpoints/api"
 	"github.com/greenpoints/greenpoints/chaincode/embedded"
@@ -121,13 +122,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 	if err != nil {
 		return nil, err
 	}
-	svc, bat, cbs, err := startPipeline(ctx, cfg, pool, km, led, log)
+	reg := prometheus.NewRegistry() // shared by the HTTP layer and the pipeline
+	svc, bat, cbs, err := startPipeline(ctx, cfg, pool, km, led, log, reg)
 	if err != nil {
 		_ = led.Close()
 		return nil, err
 	}
 	s := api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log, Version: cfg.Version}, api.Deps{
-		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
+		Ready:    func(ctx context.Context) error { return pool.Ping(ctx) },
+		Registry: reg,
 	})
 	s.Partners(svc, bat.Notify)
 	srv := &http.Server{

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/greenpoints/greenpoints/internal/keys"
 	"github.com/greenpoints/greenpoints/internal/webhook"
@@ -19,7 +20,7 @@ const CallbackKeyName = "partner-callbacks"
 
 // startPipeline builds the intake service, the batcher and the callback
 // deliverer. The workers start with Run.
-func startPipeline(ctx context.Context, cfg Config, pool *pgxpool.Pool, km keys.Manager, led issuer.Ledger, log *slog.Logger) (
+func startPipeline(ctx context.Context, cfg Config, pool *pgxpool.Pool, km keys.Manager, led issuer.Ledger, log *slog.Logger, reg prometheus.Registerer) (
 	*pipeline.Service, *pipeline.Batcher, *pipeline.Deliverer, error) {
 	if cfg.IssuerMSP == "" {
 		cfg.IssuerMSP = DemoIssuerMSP
@@ -44,7 +45,8 @@ func startPipeline(ctx context.Context, cfg Config, pool *pgxpool.Pool, km keys.
 	}
 	plog := log.With("component", "pipeline")
 	svc := pipeline.NewService(pool, pipeline.NewPartners(pool, km), pol, pipeline.Config{IssuerMSP: cfg.IssuerMSP, ClaimKey: claimKey}, plog)
+	pipeline.RegisterMetrics(reg, pool, svc)
 	bat := pipeline.NewBatcher(pool, led, svc, pipeline.BatcherConfig{MaxItems: cfg.BatchSize, Workers: cfg.BatchWorkers}, plog)
-	cbs := pipeline.NewDeliverer(pool, webhook.CryptoSigner(signer), pipeline.CallbackConfig{}, plog)
+	cbs := svc.Deliverer(webhook.CryptoSigner(signer), pipeline.CallbackConfig{})
 	return svc, bat, cbs, nil
 }

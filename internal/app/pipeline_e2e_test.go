@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -220,6 +221,19 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 	if err := a.VerifyLedger(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+	// Prometheus shows the pipeline's work.
+	mr, err := http.Get("http://" + a.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(mr.Body)
+	mr.Body.Close()
+	for _, want := range []string{`greenpoints_ledger_items_total{status="issued"}`, `greenpoints_intake_events_total{kind="card",outcome="accepted"}`,
+		"greenpoints_issuances_queued 0", `greenpoints_ledger_submit_seconds_count{function="Reverse"} 1`} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	// The read projection caught up with the ledger: the same balances.
 	h, err := a.Ledger().Height(t.Context())

@@ -209,6 +209,7 @@ func (b *Batcher) issue(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
+		b.s.metrics.batch(len(qs))
 		if len(res.Results) != len(qs) {
 			return fmt.Errorf("IssueBatch returned %d results for %d items", len(res.Results), len(qs))
 		}
@@ -226,12 +227,14 @@ func (b *Batcher) submit(ctx context.Context, fn string, args, out any) (*issuer
 	}
 	var tried []string
 	for attempt := 0; ; attempt++ {
+		began := time.Now()
 		e, err := b.led.Endorse(ctx, issuer.Proposal{Caller: b.s.cfg.IssuerMSP, Function: fn, Args: body})
 		if err != nil {
 			return nil, tried, err
 		}
 		tried = append(tried, e.TxID())
 		r, err := b.led.Commit(ctx, e)
+		b.s.metrics.submitted(fn, time.Since(began))
 		if err != nil {
 			if apperr.CodeOf(err) == apperr.Conflict && attempt < maxConflictRetries {
 				b.log.Info("ledger conflict; re-submitting as a new proposal", "function", fn, "tx", e.TxID(), "reason", apperr.ReasonOf(err))
@@ -276,6 +279,7 @@ func (b *Batcher) applyResults(ctx context.Context, tx pgx.Tx, qs []queued, resu
 	tried []string, expires time.Time, prof points.VersionRef) error {
 	for i, r := range results {
 		q := qs[i]
+		b.s.metrics.item(r.Status)
 		switch r.Status {
 		case points.ItemIssued, points.ItemAlreadyIssued:
 			txID, block := txr.TxID, int64(txr.Block)

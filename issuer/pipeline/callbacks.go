@@ -30,15 +30,27 @@ type CallbackConfig struct {
 // so several instances deliver without sending one callback twice at once;
 // delivery is at least once (the webhook-id lets partners deduplicate).
 type Deliverer struct {
-	pool   *pgxpool.Pool
-	signer webhook.Signer
-	client *http.Client
-	cfg    CallbackConfig
-	log    *slog.Logger
+	metrics *Metrics
+	pool    *pgxpool.Pool
+	signer  webhook.Signer
+	client  *http.Client
+	cfg     CallbackConfig
+	log     *slog.Logger
 }
 
 // NewDeliverer returns a deliverer signing with signer.
 func NewDeliverer(pool *pgxpool.Pool, signer webhook.Signer, cfg CallbackConfig, log *slog.Logger) *Deliverer {
+	return newDeliverer(pool, signer, cfg, log)
+}
+
+// Deliverer returns a callback deliverer that records the service's metrics.
+func (s *Service) Deliverer(signer webhook.Signer, cfg CallbackConfig) *Deliverer {
+	d := newDeliverer(s.pool, signer, cfg, s.log)
+	d.metrics = s.metrics
+	return d
+}
+
+func newDeliverer(pool *pgxpool.Pool, signer webhook.Signer, cfg CallbackConfig, log *slog.Logger) *Deliverer {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 12
 	}
@@ -102,16 +114,19 @@ func (d *Deliverer) Step(ctx context.Context) (int, error) {
 					WHERE id = $1`, c.id); err != nil {
 					return err
 				}
+				d.metrics.callback("no_url")
 				continue
 			}
 			status, derr := d.deliver(ctx, c.id, c.url, c.payload)
 			if derr == nil {
+				d.metrics.callback("delivered")
 				if _, err := tx.Exec(ctx, `UPDATE callbacks SET delivered_at = now(), attempts = attempts + 1, last_status = $2,
 					last_error = '' WHERE id = $1`, c.id, status); err != nil {
 					return err
 				}
 				continue
 			}
+			d.metrics.callback("failed")
 			next := "now() + make_interval(secs => $3)"
 			if c.attempts+1 >= d.cfg.MaxAttempts {
 				next = "'infinity'::timestamptz + make_interval(secs => $3)" // given up; kept for inspection

@@ -38,6 +38,7 @@ type Service struct {
 	policy   *Policy
 	cfg      Config
 	log      *slog.Logger
+	metrics  *Metrics
 }
 
 // NewService returns the intake service.
@@ -238,6 +239,9 @@ func (s *Service) receiveOnce(ctx context.Context, req Request, evs []event) (*R
 	})
 	if err != nil {
 		return nil, err
+	}
+	for i, r := range resp.Events {
+		s.metrics.event(evs[i].kind, r.Outcome)
 	}
 	return resp, nil
 }
