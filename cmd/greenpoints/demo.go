@@ -154,7 +154,7 @@ func printNextSteps(w io.Writer, addr, keysDir string, took time.Duration, sum *
 	lines = append(lines,
 		"",
 		"See the issuance pipeline work (signed partner requests -> points on the ledger -> a refund clawed back):",
-		"  greenpoints partner send --url "+base+" --sample all --keys-dir "+keysDir,
+		"  "+os.Args[0]+" partner send --url "+base+" --sample all --keys-dir "+keysDir,
 		"  curl "+base+"/v1/disclosure    # earning conditions, expiry, redemption, methodologies",
 		"",
 		"Try:",
