@@ -6,13 +6,14 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 BIN       := bin/greenpoints
+LOAD_RATE ?= 1000
 PKGS      := ./...
 FUZZTIME  ?= 60s
 BENCHTIME ?= 1x
 
 export PATH := $(PATH):/usr/local/go/bin:$(shell $(GO) env GOPATH 2>/dev/null)/bin
 
-.PHONY: all deps build demo test fabric-test vet fmt-check fuzz bench clean
+.PHONY: all deps build demo test fabric-test vet fmt-check fuzz bench load clean
 
 all: build
 
@@ -48,6 +49,13 @@ fuzz:
 # Benchmarks with production durability; figures go to docs/benchmarks.md.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./chaincode/embedded/
+
+# Pipeline load against a fresh durable demo server (bounded in count and
+# time, 127.0.0.1 only): intake latency at a fixed rate, then end-to-end
+# issuances/s. Figures go to docs/benchmarks.md.
+load: deps
+	bash scripts/load.sh intake --rate $(LOAD_RATE) --duration 20s
+	bash scripts/load.sh e2e --total 20000 --per-request 100
 
 clean:
 	rm -rf bin

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/greenpoints/greenpoints/internal/app"
+	"github.com/greenpoints/greenpoints/internal/database"
 	"github.com/greenpoints/greenpoints/internal/config"
 	"github.com/greenpoints/greenpoints/internal/pgharness"
 )
@@ -77,7 +78,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		a.Close()
 		return fmt.Errorf("demo ledger does not verify: %w", err)
 	}
-	printNextSteps(stdout, a.Addr(), f.cfg.KeysDir, time.Since(start), sum)
+	printNextSteps(stdout, a.Addr(), f.cfg.KeysDir, f.cfg.DatabaseURL, time.Since(start), sum)
 	return a.Run(ctx)
 }
 
@@ -136,13 +137,14 @@ func demoKeysDir(dataDir string) (string, func(), error) {
 	return dir, func() { os.RemoveAll(dir) }, nil
 }
 
-func printNextSteps(w io.Writer, addr, keysDir string, took time.Duration, sum *app.DemoSummary) {
+func printNextSteps(w io.Writer, addr, keysDir, dbURL string, took time.Duration, sum *app.DemoSummary) {
 	base := "http://" + addr
 	lines := []string{
 		"",
 		fmt.Sprintf("greenpoints demo is running at %s (ready in %.1fs)", base, took.Seconds()),
 		"",
 		fmt.Sprintf("Embedded ledger: %d blocks, hash chain and signatures verified.", sum.Height),
+		"Database: " + database.MaskURL(dbURL),
 	}
 	if sum.Seeded {
 		lines = append(lines, "Seeded: regulator, issuer GreenBankMSP, charity green-earth/mangroves, published rules/methodologies/profile anchored,",

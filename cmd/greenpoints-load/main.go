@@ -1,0 +1,287 @@
+// Command greenpoints-load measures the issuance pipeline of a running
+// greenpoints server (e.g. 'greenpoints demo') from a partner's side:
+//
+//   - intake: signed card-transaction requests at a fixed rate (open loop, so
+//     a slow server cannot hide its latency by slowing the sender), reporting
+//     latency percentiles; the purchases are dated now, so they wait out the
+//     hold period and the batcher stays idle: this is intake alone.
+//   - e2e: purchases dated past the hold period, sent as fast as the server
+//     takes them, timed from the first signed request until every issuance is
+//     committed on the ledger and visible in the read projection.
+//
+// It talks only to 127.0.0.1 by default, is bounded in count and time, and
+// needs the database URL only to create sandbox card links (consent is the
+// consumer's, not the load generator's, to give) and to see when issuances
+// are visible.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/greenpoints/greenpoints/internal/app"
+	"github.com/greenpoints/greenpoints/internal/database"
+	"github.com/greenpoints/greenpoints/internal/partnerclient"
+	"github.com/greenpoints/greenpoints/internal/webhook"
+)
+
+type options struct {
+	url, keysDir, dbURL, mode, run string
+	rate                           int
+	duration                       time.Duration
+	perRequest, total, accounts    int
+	inFlight                       int
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "greenpoints-load:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("greenpoints-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: greenpoints-load --mode intake|e2e --keys-dir DIR --database-url URL [flags]
+
+Measures a running greenpoints server (start one with 'greenpoints demo'; it
+prints its URL and key directory) as the sandbox bank demo-bank.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "server base URL")
+	fs.StringVar(&o.keysDir, "keys-dir", "", "the demo's key directory (holds demo-bank.whsk)")
+	fs.StringVar(&o.dbURL, "database-url", "", "the server's PostgreSQL URL (sandbox card links; visibility checks)")
+	fs.StringVar(&o.mode, "mode", "intake", "intake (latency at a fixed rate) or e2e (issuances/s, request to projection)")
+	fs.StringVar(&o.run, "run-id", time.Now().UTC().Format("150405"), "prefix of transaction ids, so runs do not collide")
+	fs.IntVar(&o.rate, "rate", 1000, "intake: requests per second")
+	fs.DurationVar(&o.duration, "duration", 20*time.Second, "intake: how long to send (at most 5m)")
+	fs.IntVar(&o.perRequest, "per-request", 1, "transactions per request (at most 500)")
+	fs.IntVar(&o.total, "total", 20000, "e2e: issuances to make (at most 1,000,000)")
+	fs.IntVar(&o.accounts, "accounts", 2000, "sandbox accounts (card links) to spread the purchases over, so caps never bind")
+	fs.IntVar(&o.inFlight, "in-flight", 64, "at most this many requests outstanding")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case o.keysDir == "" || o.dbURL == "":
+		return errors.New("--keys-dir and --database-url are required (the demo prints both)")
+	case o.duration > 5*time.Minute || o.total > 1_000_000 || o.perRequest < 1 || o.perRequest > 500 || o.rate < 1 || o.inFlight < 1:
+		return errors.New("out of bounds: --duration <= 5m, --total <= 1,000,000, 1 <= --per-request <= 500, --rate >= 1, --in-flight >= 1")
+	}
+	pool, err := database.Open(ctx, o.dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := linkCards(ctx, pool, o.accounts); err != nil {
+		return err
+	}
+	client, err := bankClient(o.url, o.keysDir)
+	if err != nil {
+		return err
+	}
+	client.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.inFlight, MaxConnsPerHost: o.inFlight}}
+	switch o.mode {
+	case "intake":
+		return intake(ctx, client, o, stdout)
+	case "e2e":
+		return endToEnd(ctx, client, pool, o, stdout)
+	}
+	return fmt.Errorf("unknown --mode %q: intake or e2e", o.mode)
+}
+
+func bankClient(url, keysDir string) (*partnerclient.Client, error) {
+	b, err := os.ReadFile(filepath.Join(keysDir, app.DemoBank+".whsk"))
+	if err != nil {
+		return nil, fmt.Errorf("read the sandbox bank's key: %w", err)
+	}
+	priv, err := webhook.ParsePrivateKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, err
+	}
+	return &partnerclient.Client{BaseURL: url, Partner: app.DemoBank, Signer: webhook.Ed25519Signer(priv)}, nil
+}
+
+// linkCards creates the sandbox card links load-0000.. -> load-acct-0000..
+func linkCards(ctx context.Context, pool *pgxpool.Pool, n int) error {
+	_, err := pool.Exec(ctx, `INSERT INTO card_links (partner_id, card_token, account, consent_version, consented_at, consent_channel)
+		SELECT $1, 'tok_load_' || lpad(i::text, 6, '0'), 'load-acct-' || lpad(i::text, 6, '0'), 'load-sandbox', now(), 'sandbox'
+		FROM generate_series(0, $2 - 1) AS i ON CONFLICT DO NOTHING`, app.DemoBank, n)
+	if err != nil {
+		return fmt.Errorf("create sandbox card links: %w", err)
+	}
+	return nil
+}
+
+// body builds one request of k fridge purchases numbered from seq.
+func body(o options, seq, k int, at time.Time) []byte {
+	type line struct {
+		Line         int    `json:"line"`
+		Model        string `json:"model"`
+		Brand        string `json:"brand"`
+		Category     string `json:"category"`
+		Quantity     int64  `json:"quantity"`
+		UnitPriceFen int64  `json:"unitPriceFen"`
+	}
+	type tx struct {
+		TransactionID string    `json:"transactionId"`
+		Status        string    `json:"status"`
+		CardToken     string    `json:"cardToken"`
+		AmountFen     int64     `json:"amountFen"`
+		Currency      string    `json:"currency"`
+		MCC           string    `json:"mcc"`
+		MerchantID    string    `json:"merchantId"`
+		MerchantName  string    `json:"merchantName"`
+		MerchantUSCC  string    `json:"merchantUscc"`
+		Time          time.Time `json:"time"`
+		InvoiceNumber string    `json:"invoiceNumber"`
+		LineItems     []line    `json:"lineItems"`
+	}
+	txs := make([]tx, k)
+	for i := range txs {
+		n := seq + i
+		txs[i] = tx{TransactionID: fmt.Sprintf("load-%s-%07d", o.run, n), Status: "cleared",
+			CardToken: fmt.Sprintf("tok_load_%06d", n%o.accounts), AmountFen: 599900, Currency: "CNY", MCC: "5722",
+			MerchantID: "M-LOAD", MerchantName: "Load Test Appliances", MerchantUSCC: app.DemoRetailerUSCC, Time: at,
+			InvoiceNumber: fmt.Sprintf("FP-LOAD-%s-%07d", o.run, n),
+			LineItems:     []line{{1, "BCD-470WGHFD5DSMU1", "海尔", "冰箱", 1, 599900}}}
+	}
+	b, _ := json.Marshal(map[string]any{"transactions": txs})
+	return b
+}
+
+// intake sends requests at a fixed rate and reports latency percentiles,
+// measured from each request's scheduled time (no coordinated omission).
+func intake(ctx context.Context, c *partnerclient.Client, o options, w io.Writer) error {
+	n := int(o.duration.Seconds() * float64(o.rate))
+	interval := time.Second / time.Duration(o.rate)
+	lat := make([]time.Duration, n)
+	var failed, dropped atomic.Int64
+	sem := make(chan struct{}, o.inFlight)
+	var wg sync.WaitGroup
+	start := time.Now()
+	now := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(due))
+		select {
+		case sem <- struct{}{}:
+		default:
+			dropped.Add(1) // the server fell behind by in-flight requests: counted, not hidden
+			lat[i] = -1
+			continue
+		}
+		wg.Add(1)
+		go func(i int, due time.Time) {
+			defer func() { <-sem; wg.Done() }()
+			r, err := c.Post(ctx, "card-transactions", "application/json", body(o, i*o.perRequest, o.perRequest, now))
+			lat[i] = time.Since(due)
+			if err != nil || r.Status != http.StatusAccepted {
+				failed.Add(1)
+			}
+		}(i, due)
+	}
+	wg.Wait()
+	took := time.Since(start)
+	var ok []time.Duration
+	for _, d := range lat {
+		if d > 0 {
+			ok = append(ok, d)
+		}
+	}
+	slices.Sort(ok)
+	if len(ok) == 0 {
+		return errors.New("no request completed")
+	}
+	pct := func(p float64) time.Duration { return ok[min(len(ok)-1, int(p*float64(len(ok))))] }
+	fmt.Fprintf(w, "intake: %d requests x %d transactions at %d/s target, %.0f/s achieved over %s\n", n, o.perRequest, o.rate, float64(len(ok))/took.Seconds(), took.Round(time.Millisecond))
+	fmt.Fprintf(w, "latency: p50 %s  p90 %s  p99 %s  max %s\n", pct(0.50).Round(10*time.Microsecond), pct(0.90).Round(10*time.Microsecond),
+		pct(0.99).Round(10*time.Microsecond), ok[len(ok)-1].Round(10*time.Microsecond))
+	fmt.Fprintf(w, "failed (not 202): %d   dropped (in-flight limit %d reached): %d\n", failed.Load(), o.inFlight, dropped.Load())
+	if failed.Load() > 0 {
+		return fmt.Errorf("%d requests failed", failed.Load())
+	}
+	return nil
+}
+
+// endToEnd sends o.total purchases past the hold period and waits until all
+// are issued and the projection has applied the block of the last one.
+func endToEnd(ctx context.Context, c *partnerclient.Client, pool *pgxpool.Pool, o options, w io.Writer) error {
+	at := time.Now().AddDate(0, 0, -4)
+	reqs := (o.total + o.perRequest - 1) / o.perRequest
+	prefix := fmt.Sprintf("load-%s-%%", o.run)
+	var failed atomic.Int64
+	sem := make(chan struct{}, o.inFlight)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < reqs && ctx.Err() == nil; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			k := min(o.perRequest, o.total-i*o.perRequest)
+			r, err := c.Post(ctx, "card-transactions", "application/json", body(o, i*o.perRequest, k, at))
+			if err != nil || r.Status != http.StatusAccepted {
+				failed.Add(1)
+			}
+		}(i)
+	}
+	wg.Wait()
+	sent := time.Since(start)
+	if failed.Load() > 0 {
+		return fmt.Errorf("%d requests failed", failed.Load())
+	}
+	fmt.Fprintf(w, "sent %d purchases in %d requests in %s (%.0f/s)\n", o.total, reqs, sent.Round(time.Millisecond), float64(o.total)/sent.Seconds())
+	deadline := time.Now().Add(10 * time.Minute)
+	for ctx.Err() == nil {
+		var issued, pending int
+		var lastBlock int64
+		err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE i.status = 'issued'), count(*) FILTER (WHERE i.status = 'queued'),
+			coalesce(max(i.block), 0) FROM actions a JOIN issuances i ON i.id = a.issuance_id WHERE a.partner_tx_id LIKE $1`, prefix).Scan(&issued, &pending, &lastBlock)
+		if err != nil {
+			return err
+		}
+		var projected int64
+		if err := pool.QueryRow(ctx, `SELECT block FROM proj_checkpoint WHERE name = 'points'`).Scan(&projected); err != nil {
+			return err
+		}
+		if issued >= o.total && projected >= lastBlock {
+			took := time.Since(start)
+			fmt.Fprintf(w, "e2e: %d issuances signed-request-to-projection in %s: %.0f issuances/s\n", issued, took.Round(time.Millisecond), float64(issued)/took.Seconds())
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out: %d issued, %d queued, projection at block %d of %d", issued, pending, projected, lastBlock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return ctx.Err()
+}
