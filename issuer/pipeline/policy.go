@@ -48,7 +48,32 @@ func NewPolicy(profileID, rulesID string) (*Policy, error) {
 	}
 	sort.Slice(p.Profiles, func(i, j int) bool { return p.Profiles[i].EffectiveAt.Before(p.Profiles[j].EffectiveAt) })
 	sort.Slice(p.Rules, func(i, j int) bool { return p.Rules[i].EffectiveAt.Before(p.Rules[j].EffectiveAt) })
+	if err := p.check(); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// check refuses a published history in which a version reduces consumers'
+// rights without the notice the version before it requires: the server
+// would otherwise apply it. (The ledger enforces the same for profiles when
+// they are anchored; rule sets are checked only here.)
+func (p *Policy) check() error {
+	for i := 1; i < len(p.Profiles); i++ {
+		if err := rules.CheckProfileChange(p.Profiles[i-1], p.Profiles[i]); err != nil {
+			return fmt.Errorf("profile %s version %s: %w", p.Profiles[i].ID, p.Profiles[i].Version, err)
+		}
+	}
+	for i := 1; i < len(p.Rules); i++ {
+		prof, err := p.Profile(p.Rules[i].EffectiveAt)
+		if err != nil {
+			return err
+		}
+		if err := rules.CheckRuleChange(prof, p.Rules[i-1], p.Rules[i]); err != nil {
+			return fmt.Errorf("rule set %s version %s: %w", p.Rules[i].ID, p.Rules[i].Version, err)
+		}
+	}
+	return nil
 }
 
 // Profile returns the profile version in force at t.
