@@ -274,9 +274,14 @@ func (b *Batcher) ensureAccounts(ctx context.Context, tx pgx.Tx, accounts []stri
 }
 
 // applyResults writes the ledger's per-item outcomes to the outbox, the
-// actions and the partners' callbacks, all in the claiming transaction.
+// actions and the partners' callbacks, all in the claiming transaction and
+// in a few statements for the whole batch.
 func (b *Batcher) applyResults(ctx context.Context, tx pgx.Tx, qs []queued, results []points.ItemResult, txr *issuer.TxResult,
 	tried []string, expires time.Time, prof points.VersionRef) error {
+	var issIDs, rejIDs []uuid.UUID
+	var lotKeys, txIDs, rejReasons []string
+	var blocks []int64
+	var settled []settlement
 	for i, r := range results {
 		q := qs[i]
 		b.s.metrics.item(r.Status)
@@ -286,15 +291,9 @@ func (b *Batcher) applyResults(ctx context.Context, tx pgx.Tx, qs []queued, resu
 			if r.Status == points.ItemAlreadyIssued {
 				txID, block = "", 0 // issued by an earlier attempt; the projection knows which
 			}
-			if _, err := tx.Exec(ctx, `UPDATE issuances SET status = 'issued', lot_key = $2, tx_id = $3, block = $4, expires_at = $5,
-				profile_id = $6, profile_version = $7, attempts = attempts + 1, tx_ids = tx_ids || $8, updated_at = now()
-				WHERE id = $1`, q.id, r.LotKey, txID, block, expires, prof.ID, prof.Version, tried); err != nil {
-				return err
-			}
-			if err := b.settleActions(ctx, tx, q.id, "issued", "", map[string]any{"lotKey": r.LotKey, "ledgerTxId": txID,
-				"block": block, "issuancePoints": q.points, "expiresAt": expires}); err != nil {
-				return err
-			}
+			issIDs, lotKeys, txIDs, blocks = append(issIDs, q.id), append(lotKeys, r.LotKey), append(txIDs, txID), append(blocks, block)
+			settled = append(settled, settlement{issuance: q.id, status: "issued", extra: map[string]any{"lotKey": r.LotKey,
+				"ledgerTxId": txID, "block": block, "issuancePoints": q.points, "expiresAt": expires}})
 		case points.ItemRejected:
 			if r.Reason == "sub_claim_taken" {
 				if err := b.splitGrant(ctx, tx, q, r.TakenSubClaims, tried); err != nil {
@@ -308,59 +307,99 @@ func (b *Batcher) applyResults(ctx context.Context, tx pgx.Tx, qs []queued, resu
 			if r.Status == points.ItemClaimedElsewhere {
 				reason = r.Status
 			}
-			if _, err := tx.Exec(ctx, `UPDATE issuances SET status = 'rejected', reason = $2, attempts = attempts + 1,
-				tx_ids = tx_ids || $3, updated_at = now() WHERE id = $1`, q.id, reason, tried); err != nil {
-				return err
-			}
-			if err := b.settleActions(ctx, tx, q.id, "rejected", reason, map[string]any{}); err != nil {
-				return err
-			}
+			rejIDs, rejReasons = append(rejIDs, q.id), append(rejReasons, reason)
+			settled = append(settled, settlement{issuance: q.id, status: "rejected", reason: reason})
 		}
 	}
-	return nil
+	if len(issIDs) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE issuances i SET status = 'issued', lot_key = u.lot, tx_id = u.tx, block = u.block, expires_at = $5,
+			profile_id = $6, profile_version = $7, attempts = attempts + 1, tx_ids = tx_ids || $8, updated_at = now()
+			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[]) AS u(id, lot, tx, block) WHERE i.id = u.id`,
+			issIDs, lotKeys, txIDs, blocks, expires, prof.ID, prof.Version, tried); err != nil {
+			return fmt.Errorf("record issued items: %w", err)
+		}
+	}
+	if len(rejIDs) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE issuances i SET status = 'rejected', reason = u.r, attempts = attempts + 1,
+			tx_ids = tx_ids || $3, updated_at = now() FROM unnest($1::uuid[], $2::text[]) AS u(id, r) WHERE i.id = u.id`,
+			rejIDs, rejReasons, tried); err != nil {
+			return fmt.Errorf("record rejected items: %w", err)
+		}
+	}
+	return b.settle(ctx, tx, settled)
 }
 
-// settleActions moves an issuance's actions to status and queues a callback
-// for each to the partner that reported it.
+// settlement is the new status of one issuance's actions.
+type settlement struct {
+	issuance       uuid.UUID
+	status, reason string
+	extra          map[string]any // callback fields
+}
+
+// settleActions moves one issuance's actions to status and queues their
+// callbacks.
 func (b *Batcher) settleActions(ctx context.Context, tx pgx.Tx, issuance uuid.UUID, status, reason string, extra map[string]any) error {
-	rows, err := tx.Query(ctx, `UPDATE actions SET status = $2, reason = $3, updated_at = now() WHERE issuance_id = $1
-		RETURNING id, partner_id, partner_tx_id, kind, line, grams`, issuance, status, reason)
+	return b.settle(ctx, tx, []settlement{{issuance: issuance, status: status, reason: reason, extra: extra}})
+}
+
+// settle moves the actions of each issuance to its status and queues a
+// callback for each action to the partner that reported it.
+func (b *Batcher) settle(ctx context.Context, tx pgx.Tx, list []settlement) error {
+	if len(list) == 0 {
+		return nil
+	}
+	ids, sts, reasons := make([]uuid.UUID, len(list)), make([]string, len(list)), make([]string, len(list))
+	byID := make(map[uuid.UUID]*settlement, len(list))
+	for i := range list {
+		ids[i], sts[i], reasons[i] = list[i].issuance, list[i].status, list[i].reason
+		byID[list[i].issuance] = &list[i]
+	}
+	rows, err := tx.Query(ctx, `UPDATE actions a SET status = u.st, reason = u.r, updated_at = now()
+		FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(iss, st, r) WHERE a.issuance_id = u.iss
+		RETURNING a.id, a.partner_id, a.partner_tx_id, a.kind, a.line, a.grams, a.issuance_id`, ids, sts, reasons)
 	if err != nil {
-		return err
+		return fmt.Errorf("settle actions: %w", err)
 	}
-	type act struct {
-		id                  uuid.UUID
-		partner, txID, kind string
-		line                int
-		grams               int64
-	}
-	var acts []act
+	var partners, types []string
+	var payloads [][]byte
 	for rows.Next() {
-		var a act
-		if err := rows.Scan(&a.id, &a.partner, &a.txID, &a.kind, &a.line, &a.grams); err != nil {
+		var id, iss uuid.UUID
+		var partner, txID, kind string
+		var line int
+		var grams int64
+		if err := rows.Scan(&id, &partner, &txID, &kind, &line, &grams, &iss); err != nil {
 			rows.Close()
 			return err
 		}
-		acts = append(acts, a)
+		st := byID[iss]
+		p := map[string]any{"type": "action." + st.status, "partner": partner, "actionId": id.String(), "transactionId": txID,
+			"kind": kind, "grams": grams, "status": st.status}
+		if line > 0 {
+			p["line"] = line
+		}
+		if st.reason != "" {
+			p["reason"] = st.reason
+		}
+		for k, v := range st.extra {
+			p[k] = v
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		partners, types, payloads = append(partners, partner), append(types, "action."+st.status), append(payloads, b)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for _, a := range acts {
-		p := map[string]any{"actionId": a.id.String(), "transactionId": a.txID, "kind": a.kind, "grams": a.grams, "status": status}
-		if a.line > 0 {
-			p["line"] = a.line
-		}
-		if reason != "" {
-			p["reason"] = reason
-		}
-		for k, v := range extra {
-			p[k] = v
-		}
-		if err := queueCallback(ctx, tx, a.partner, "action."+status, p); err != nil {
-			return err
-		}
+	if len(payloads) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO callbacks (partner_id, event_type, payload)
+		SELECT u.p, u.t, u.b FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS u(p, t, b)`, partners, types, payloads); err != nil {
+		return fmt.Errorf("queue callbacks: %w", err)
 	}
 	return nil
 }

@@ -141,7 +141,7 @@ func (b *Batcher) grant(ctx context.Context, tx pgx.Tx, trips []dueTrip) error {
 		}
 		return nil
 	}
-	if err := insertIssuance(ctx, tx, &iss); err != nil {
+	if err := insertIssuances(ctx, tx, []*issuance{&iss}); err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `UPDATE actions SET status = 'grouped', issuance_id = $2, updated_at = now() WHERE id = ANY($1)`, ids, iss.id)

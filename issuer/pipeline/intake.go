@@ -215,16 +215,9 @@ func (s *Service) receiveOnce(ctx context.Context, req Request, evs []event) (*R
 			return s.replay(ctx, tx, req, bodySum[:])
 		}
 		w := &work{s: s, tx: tx, req: req, requestID: resp.RequestID, now: s.cfg.Now()}
-		var conflicts []apperr.FieldError
-		for i := range evs {
-			r, conflict, err := w.event(ctx, i, &evs[i])
-			if err != nil {
-				return err
-			}
-			if conflict != nil {
-				conflicts = append(conflicts, *conflict)
-			}
-			resp.Events[i] = r
+		conflicts, err := w.run(ctx, evs, resp.Events)
+		if err != nil {
+			return err
 		}
 		if len(conflicts) > 0 {
 			return &apperr.Error{Code: apperr.Invalid, Reason: "transaction_conflict", Fields: conflicts,
@@ -262,83 +255,6 @@ func (s *Service) replay(ctx context.Context, tx pgx.Tx, req Request, bodySum []
 	return &Replayed{Body: body}
 }
 
-// work is the state of one request's transaction.
-type work struct {
-	s         *Service
-	tx        pgx.Tx
-	req       Request
-	requestID string
-	now       time.Time
-}
-
-// event records one event: its row, then what it implies.
-func (w *work) event(ctx context.Context, i int, ev *event) (EventResult, *apperr.FieldError, error) {
-	r := EventResult{Index: i, TransactionID: ev.txID}
-	if ev.kind == "card" {
-		r.Status = ev.status
-	}
-	// Events of one payment are serialised across requests (a refund can
-	// race its clearing through the API and a settlement file).
-	if _, err := w.tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('greenpoints/event/' || $1 || '/' || $2 || '/' || $3, 0))`,
-		w.req.Partner.ID, ev.kind, ev.txID); err != nil {
-		return r, nil, fmt.Errorf("lock transaction id: %w", err)
-	}
-	id := uuid.Must(uuid.NewV7())
-	tag, err := w.tx.Exec(ctx, `INSERT INTO evidence_events (id, partner_id, kind, partner_tx_id, event_status, item_sha256,
-		request_id, item_index, source, occurred_at, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '')
-		ON CONFLICT (partner_id, kind, partner_tx_id, event_status) DO NOTHING`,
-		id, w.req.Partner.ID, ev.kind, ev.txID, ev.status, ev.hash, w.requestID, i, ev.source, ev.at)
-	if err != nil {
-		return r, nil, fmt.Errorf("record event: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		var sum []byte
-		var outcome, reason string
-		if err := w.tx.QueryRow(ctx, `SELECT item_sha256, outcome, reason FROM evidence_events
-			WHERE partner_id = $1 AND kind = $2 AND partner_tx_id = $3 AND event_status = $4`,
-			w.req.Partner.ID, ev.kind, ev.txID, ev.status).Scan(&sum, &outcome, &reason); err != nil {
-			return r, nil, fmt.Errorf("load earlier event: %w", err)
-		}
-		if !bytes.Equal(sum, ev.hash) {
-			return r, &apperr.FieldError{Field: fmt.Sprintf("%s[%d]", itemsField(ev.kind), i), Reason: "transaction_conflict",
-				Detail: fmt.Sprintf("transaction %q in status %q was received before with different content", ev.txID, ev.status)}, nil
-		}
-		r.Outcome, r.Original, r.Reason = OutcomeDuplicate, outcome, reason
-		return r, nil, nil
-	}
-	var out outcome
-	switch {
-	case ev.trip != nil:
-		out, err = w.trip(ctx, id, ev.trip)
-	case ev.status == evidence.StatusCleared:
-		out, err = w.cleared(ctx, id, ev.card)
-	case ev.status == evidence.StatusRefunded || ev.status == evidence.StatusChargedBack:
-		out, err = w.reverse(ctx, ev.card)
-	default:
-		out = outcome{status: OutcomeRecorded}
-	}
-	if err != nil {
-		return r, nil, err
-	}
-	r.Outcome, r.Reason, r.Actions = out.status, out.reason, out.actions
-	if _, err := w.tx.Exec(ctx, `UPDATE evidence_events SET outcome = $2, reason = $3 WHERE id = $1`, id, out.status, out.reason); err != nil {
-		return r, nil, fmt.Errorf("record outcome: %w", err)
-	}
-	if out.status == OutcomeRejected {
-		if err := w.callback(ctx, "evidence.rejected", map[string]any{"kind": ev.kind, "transactionId": ev.txID, "status": ev.status, "reason": out.reason}); err != nil {
-			return r, nil, err
-		}
-	}
-	return r, nil, nil
-}
-
-func itemsField(kind string) string {
-	if kind == "trip" {
-		return "trips"
-	}
-	return "transactions"
-}
-
 // outcome is what one event came to.
 type outcome struct {
 	status  string
@@ -347,28 +263,6 @@ type outcome struct {
 }
 
 func rejected(reason string) outcome { return outcome{status: OutcomeRejected, reason: reason} }
-
-// account finds the account linked to a card token with consent.
-func (w *work) account(ctx context.Context, partner, token string) (string, string, error) {
-	var account string
-	var withdrawn *time.Time
-	err := w.tx.QueryRow(ctx, `SELECT account, withdrawn_at FROM card_links WHERE partner_id = $1 AND card_token = $2`,
-		partner, token).Scan(&account, &withdrawn)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return "", evidence.ReasonNoCardLink, nil
-	case err != nil:
-		return "", "", fmt.Errorf("look up card link: %w", err)
-	case withdrawn != nil:
-		return "", evidence.ReasonConsentWithdrawn, nil
-	}
-	return account, "", nil
-}
-
-// callback queues a signed notification to the request's partner.
-func (w *work) callback(ctx context.Context, typ string, payload map[string]any) error {
-	return queueCallback(ctx, w.tx, w.req.Partner.ID, typ, payload)
-}
 
 // queueCallback writes a callback row in the caller's transaction, so a
 // partner is told exactly what was committed.

@@ -53,11 +53,30 @@ type IssuanceRecord struct {
 }
 
 // price computes the issuance's points under the rule set in force when the
-// action happened and the profile's caps for its window, and fills in its
-// record. It returns a rejection reason when nothing can be issued. Callers
-// hold the account's cap lock (lockAccount) so concurrent requests cannot
-// both use the last of a cap.
+// action happened and the profile's caps for its window (the batcher's
+// transit grants): it takes the account's cap lock and reads its usage.
 func price(ctx context.Context, tx pgx.Tx, pol *Policy, prof rules.Profile, iss *issuance, recs []quantify.Record) (int64, string, error) {
+	if err := lockAccount(ctx, tx, iss.account); err != nil {
+		return 0, "", err
+	}
+	u := newUsage()
+	for _, c := range prof.Caps {
+		if c.Category == iss.category {
+			start, end := prof.PeriodWindow(c.Period, iss.occurredAt)
+			u.want(iss.account, iss.category, start, end)
+		}
+	}
+	if err := u.load(ctx, tx); err != nil {
+		return 0, "", err
+	}
+	return priceWith(pol, prof, iss, recs, u)
+}
+
+// priceWith prices an issuance given the usage of its cap windows (which it
+// updates), and fills in its record. It returns a rejection reason when
+// nothing can be issued. Callers hold the account's cap lock so concurrent
+// requests cannot both use the last of a cap.
+func priceWith(pol *Policy, prof rules.Profile, iss *issuance, recs []quantify.Record, u *usage) (int64, string, error) {
 	rs, err := pol.RuleSet(iss.occurredAt)
 	if err != nil {
 		return 0, "", err
@@ -68,25 +87,26 @@ func price(ctx context.Context, tx pgx.Tx, pol *Policy, prof rules.Profile, iss 
 		return 0, "", err
 	}
 	rulePoints := pts
-	if err := lockAccount(ctx, tx, iss.account); err != nil {
-		return 0, "", err
-	}
+	type window struct{ start, end time.Time }
+	var windows []window
 	for _, c := range prof.Caps {
-		if c.Category != iss.category || pts == 0 {
+		if c.Category != iss.category {
 			continue
 		}
 		start, end := prof.PeriodWindow(c.Period, iss.occurredAt)
-		var used int64
-		if err := tx.QueryRow(ctx, `SELECT coalesce(sum(points), 0) FROM issuances WHERE account = $1 AND category = $2
-			AND occurred_at >= $3 AND occurred_at < $4 AND status IN ('queued', 'issued')`,
-			iss.account, iss.category, start, end).Scan(&used); err != nil {
-			return 0, "", fmt.Errorf("sum points in cap window: %w", err)
+		windows = append(windows, window{start, end})
+		if pts == 0 {
+			continue
 		}
+		used := u.get(iss.account, iss.category, start, end)
 		granted, capped := rules.ApplyCap(c, used, pts)
 		if capped {
 			decisions = append(decisions, fmt.Sprintf("cap_%s_%s: %d of %d points (%d used of %d)", c.Category, c.Period, granted, pts, used, c.MaxPoints))
 		}
 		pts = granted
+	}
+	for _, w := range windows {
+		u.add(iss.account, iss.category, w.start, w.end, pts)
 	}
 	rec := IssuanceRecord{V: 1, Category: iss.category, LocalDay: iss.localDay, Grams: iss.grams, Rule: iss.rule,
 		RulePoints: rulePoints, Points: pts, Decisions: decisions}
@@ -112,35 +132,40 @@ func price(ctx context.Context, tx pgx.Tx, pol *Policy, prof rules.Profile, iss 
 	}
 }
 
-// lockAccount serialises cap checks of one account across requests and
-// server instances (a transaction-scoped advisory lock).
-func lockAccount(ctx context.Context, tx pgx.Tx, account string) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('greenpoints/cap/' || $1, 0))`, account)
-	if err != nil {
-		return fmt.Errorf("lock account caps: %w", err)
+// insertIssuances queues issuances in the outbox, in one statement.
+func insertIssuances(ctx context.Context, tx pgx.Tx, list []*issuance) error {
+	if len(list) == 0 {
+		return nil
 	}
-	return nil
-}
-
-// insertIssuance queues an issuance in the outbox.
-func insertIssuance(ctx context.Context, tx pgx.Tx, iss *issuance) error {
-	sub := iss.subClaims
-	if sub == nil {
-		sub = []string{}
+	n := len(list)
+	ids, kinds, accts, cats, claims, subs, days, ats, grams, pts, recs, hashes, rids, rvs, mids, mvs, nbs := make([]uuid.UUID, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+		make([]time.Time, n), make([]int64, n), make([]int64, n), make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
+	for i, iss := range list {
+		sub, err := json.Marshal(iss.subClaims)
+		if err != nil {
+			return err
+		}
+		if iss.subClaims == nil {
+			sub = []byte("[]")
+		}
+		ids[i], kinds[i], accts[i], cats[i], claims[i], subs[i], days[i], ats[i], grams[i], pts[i], recs[i], hashes[i], rids[i], rvs[i], mids[i], mvs[i], nbs[i] =
+			iss.id, iss.kind, iss.account, iss.category, iss.claim, string(sub), iss.localDay, iss.occurredAt, iss.grams, iss.points,
+			string(iss.record), iss.recordHash, iss.rule.ID, iss.rule.Version, iss.methodology.ID, iss.methodology.Version, iss.notBefore
 	}
+	// Sub-claims travel as a JSON array per row (unnest cannot take an
+	// array of arrays of different lengths).
 	_, err := tx.Exec(ctx, `INSERT INTO issuances (id, kind, account, category, claim, sub_claims, local_day, occurred_at,
 		grams, points, record, record_hash, rule_id, rule_version, methodology_id, methodology_version, not_before, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'queued')`,
-		iss.id, iss.kind, iss.account, iss.category, iss.claim, sub, iss.localDay, iss.occurredAt,
-		iss.grams, iss.points, json.RawMessage(iss.record), iss.recordHash, iss.rule.ID, iss.rule.Version,
-		iss.methodology.ID, iss.methodology.Version, iss.notBefore)
+		SELECT u.id, u.kind, u.acct, u.cat, u.claim, ARRAY(SELECT jsonb_array_elements_text(u.sub::jsonb)), u.day, u.at,
+			u.grams, u.pts, u.rec::jsonb, u.hash, u.rid, u.rv, u.mid, u.mv, u.nb, 'queued'
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
+			$9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::timestamptz[])
+			AS u(id, kind, acct, cat, claim, sub, day, at, grams, pts, rec, hash, rid, rv, mid, mv, nb)`,
+		ids, kinds, accts, cats, claims, subs, days, ats, grams, pts, recs, hashes, rids, rvs, mids, mvs, nbs)
 	if err != nil {
-		return fmt.Errorf("queue issuance: %w", err)
+		return fmt.Errorf("queue issuances: %w", err)
 	}
 	return nil
-}
-
-// price is the request-side entry to price.
-func (w *work) price(ctx context.Context, prof rules.Profile, iss *issuance, recs []quantify.Record) (int64, string, error) {
-	return price(ctx, w.tx, w.s.policy, prof, iss, recs)
 }

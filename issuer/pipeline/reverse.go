@@ -3,87 +3,134 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/greenpoints/greenpoints/issuer/evidence"
 )
 
-// reverse handles a refund or chargeback: what the payment earned is
-// cancelled while still held, or clawed back on the ledger once issued.
+// reverse handles the request's refunds and chargebacks: what a payment
+// earned is cancelled while still held, or clawed back on the ledger once
+// issued (a reversal row the batcher submits).
 //
-// Lock order: the issuance row first, then its action, the same order the
-// batcher uses (it locks issuances, then updates their actions), so a refund
-// racing the batcher waits for its commit instead of deadlocking.
-func (w *work) reverse(ctx context.Context, t *evidence.CardTransaction) (outcome, error) {
-	rows, err := w.tx.Query(ctx, `SELECT id, kind, line, issuance_id FROM actions
-		WHERE partner_id = $1 AND partner_tx_id = $2 AND issuance_id IS NOT NULL ORDER BY line`, w.req.Partner.ID, t.TransactionID)
-	if err != nil {
-		return outcome{}, fmt.Errorf("find actions to reverse: %w", err)
+// Lock order: issuance rows first (in id order), then their actions, the
+// order the batcher uses (it locks issuances, then updates their actions),
+// so a refund racing the batcher waits for its commit instead of
+// deadlocking.
+func (w *work) reverse(ctx context.Context, evs []*newEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	txIDs := make([]string, len(evs))
+	byTx := map[string]*newEvent{}
+	for i, n := range evs {
+		txIDs[i] = n.ev.txID
+		byTx[n.ev.txID] = n
 	}
 	type act struct {
 		id, issuance uuid.UUID
-		kind         string
+		kind, txID   string
 		line         int
 	}
-	var acts []act
-	for rows.Next() {
+	rows, err := w.tx.Query(ctx, `SELECT id, kind, line, issuance_id, partner_tx_id FROM actions
+		WHERE partner_id = $1 AND partner_tx_id = ANY($2) AND issuance_id IS NOT NULL ORDER BY partner_tx_id, line`, w.req.Partner.ID, txIDs)
+	if err != nil {
+		return fmt.Errorf("find actions to reverse: %w", err)
+	}
+	acts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (act, error) {
 		var a act
-		if err := rows.Scan(&a.id, &a.kind, &a.line, &a.issuance); err != nil {
-			rows.Close()
-			return outcome{}, err
-		}
-		acts = append(acts, a)
+		err := r.Scan(&a.id, &a.kind, &a.line, &a.issuance, &a.txID)
+		return a, err
+	})
+	if err != nil {
+		return fmt.Errorf("find actions to reverse: %w", err)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return outcome{}, err
-	}
-	if len(acts) == 0 {
-		return outcome{status: OutcomeRecorded, reason: ReasonNothingToReverse}, nil
-	}
-	var results []ActionResult
-	reversing := false
+	var issIDs []uuid.UUID
 	for _, a := range acts {
+		if a.kind != CategoryTransit {
+			issIDs = append(issIDs, a.issuance)
+		}
+	}
+	slices.SortFunc(issIDs, func(a, b uuid.UUID) int { return slices.Compare(a[:], b[:]) })
+	type iss struct {
+		status, claim string
+		points, grams int64
+	}
+	locked := map[uuid.UUID]iss{}
+	if len(issIDs) > 0 {
+		rows, err := w.tx.Query(ctx, `SELECT id, status, claim, points, grams FROM issuances WHERE id = ANY($1) ORDER BY id FOR UPDATE`, issIDs)
+		if err != nil {
+			return fmt.Errorf("lock issuances: %w", err)
+		}
+		for rows.Next() {
+			var id uuid.UUID
+			var i iss
+			if err := rows.Scan(&id, &i.status, &i.claim, &i.points, &i.grams); err != nil {
+				rows.Close()
+				return err
+			}
+			locked[id] = i
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	var cancelIss, cancelAct, revAct, revIDs, revIss []uuid.UUID
+	var cancelReasons, revClaims, revReasons []string
+	results := map[*newEvent][]ActionResult{}
+	reversing := map[*newEvent]bool{}
+	for _, a := range acts {
+		n := byTx[a.txID]
 		r := ActionResult{ActionID: a.id.String(), Kind: a.kind, Line: a.line}
 		if a.kind == CategoryTransit {
 			r.Status, r.Reason = "issued", ReasonTransitNotReverse
-			results = append(results, r)
+			results[n] = append(results[n], r)
 			continue
 		}
-		var status, claim string
-		var pts, grams int64
-		if err := w.tx.QueryRow(ctx, `SELECT status, claim, points, grams FROM issuances WHERE id = $1 FOR UPDATE`, a.issuance).Scan(&status, &claim, &pts, &grams); err != nil {
-			return outcome{}, fmt.Errorf("lock issuance: %w", err)
-		}
-		r.Points, r.Grams = pts, grams
-		switch status {
+		i := locked[a.issuance]
+		r.Points, r.Grams = i.points, i.grams
+		switch i.status {
 		case "queued":
-			if _, err := w.tx.Exec(ctx, `UPDATE issuances SET status = 'cancelled', reason = $2, updated_at = now() WHERE id = $1`, a.issuance, t.Status); err != nil {
-				return outcome{}, err
-			}
-			if _, err := w.tx.Exec(ctx, `UPDATE actions SET status = 'cancelled', reason = $2, updated_at = now() WHERE id = $1`, a.id, evidence.ReasonRefundBeforeIssue); err != nil {
-				return outcome{}, err
-			}
+			cancelIss, cancelReasons, cancelAct = append(cancelIss, a.issuance), append(cancelReasons, n.ev.status), append(cancelAct, a.id)
 			r.Status, r.Reason = "cancelled", evidence.ReasonRefundBeforeIssue
-			reversing = true
+			reversing[n] = true
 		case "issued":
-			if _, err := w.tx.Exec(ctx, `INSERT INTO reversals (id, issuance_id, claim, reason, status) VALUES ($1, $2, $3, $4, 'queued')
-				ON CONFLICT (issuance_id) DO NOTHING`, uuid.Must(uuid.NewV7()), a.issuance, claim, t.Status); err != nil {
-				return outcome{}, fmt.Errorf("queue reversal: %w", err)
-			}
-			if _, err := w.tx.Exec(ctx, `UPDATE actions SET status = 'reversal_queued', updated_at = now() WHERE id = $1`, a.id); err != nil {
-				return outcome{}, err
-			}
+			revIDs, revIss, revClaims, revReasons, revAct = append(revIDs, uuid.Must(uuid.NewV7())), append(revIss, a.issuance),
+				append(revClaims, i.claim), append(revReasons, n.ev.status), append(revAct, a.id)
 			r.Status = "reversal_queued"
-			reversing = true
+			reversing[n] = true
 		default:
-			r.Status = status // rejected, cancelled or reversed already: nothing to do
+			r.Status = i.status // rejected, cancelled or reversed already: nothing to do
 		}
-		results = append(results, r)
+		results[n] = append(results[n], r)
 	}
-	if !reversing {
-		return outcome{status: OutcomeRecorded, reason: ReasonNothingToReverse, actions: results}, nil
+	b := &pgx.Batch{}
+	if len(cancelIss) > 0 {
+		b.Queue(`UPDATE issuances i SET status = 'cancelled', reason = u.r, updated_at = now() FROM unnest($1::uuid[], $2::text[]) AS u(id, r)
+			WHERE i.id = u.id`, cancelIss, cancelReasons)
+		b.Queue(`UPDATE actions SET status = 'cancelled', reason = $2, updated_at = now() WHERE id = ANY($1)`, cancelAct, evidence.ReasonRefundBeforeIssue)
 	}
-	return outcome{status: OutcomeAccepted, actions: results}, nil
+	if len(revIDs) > 0 {
+		b.Queue(`INSERT INTO reversals (id, issuance_id, claim, reason, status)
+			SELECT u.id, u.iss, u.claim, u.r, 'queued' FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS u(id, iss, claim, r)
+			ON CONFLICT (issuance_id) DO NOTHING`, revIDs, revIss, revClaims, revReasons)
+		b.Queue(`UPDATE actions SET status = 'reversal_queued', updated_at = now() WHERE id = ANY($1)`, revAct)
+	}
+	if b.Len() > 0 {
+		if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("cancel and queue reversals: %w", err)
+		}
+	}
+	for _, n := range evs {
+		switch {
+		case reversing[n]:
+			n.out = outcome{status: OutcomeAccepted, actions: results[n]}
+		default:
+			n.out = outcome{status: OutcomeRecorded, reason: ReasonNothingToReverse, actions: results[n]}
+		}
+	}
+	return nil
 }
