@@ -9,8 +9,10 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -109,6 +111,7 @@ func decodeError(data []byte, dst any, err error) error {
 	var (
 		syn *json.SyntaxError
 		typ *json.UnmarshalTypeError
+		tpe *time.ParseError
 	)
 	switch {
 	case errors.Is(err, io.EOF):
@@ -123,6 +126,14 @@ func decodeError(data []byte, dst any, err error) error {
 		path := jsonPathAt(data, typ.Offset)
 		fe := apperr.FieldError{Field: path, Reason: FieldReasonType,
 			Detail: fmt.Sprintf("%s must be %s, not %s", fieldName(path), jsonTypeName(typ.Type), typ.Value)}
+		return &apperr.Error{Code: apperr.Invalid, Reason: ReasonValidationFailed,
+			Detail: "the request body has a value of the wrong type", Fields: []apperr.FieldError{fe}}
+	case errors.As(err, &tpe), strings.HasPrefix(err.Error(), timeErrorPrefix):
+		// time.Time's UnmarshalJSON reports a bad time without its place in
+		// the document: find the first time-typed value that does not decode.
+		path := badTimePath(data, reflect.TypeOf(dst))
+		fe := apperr.FieldError{Field: path, Reason: FieldReasonType,
+			Detail: fmt.Sprintf("%s must be an RFC 3339 time with an offset, like 2026-03-14T09:30:00+08:00", fieldName(path))}
 		return &apperr.Error{Code: apperr.Invalid, Reason: ReasonValidationFailed,
 			Detail: "the request body has a value of the wrong type", Fields: []apperr.FieldError{fe}}
 	case strings.HasPrefix(err.Error(), unknownFieldPrefix):
@@ -386,4 +397,53 @@ func jsonName(f reflect.StructField) (string, bool) {
 		return f.Name, false
 	}
 	return name, true
+}
+
+var timeType = reflect.TypeOf(time.Time{})
+
+// timeErrorPrefix starts time.Time's UnmarshalJSON errors that are not a
+// *time.ParseError (e.g. a number where a time string belongs).
+const timeErrorPrefix = "Time.UnmarshalJSON: "
+
+// badTimePath returns the path of the first value in data that decodes into
+// a time.Time and is not a valid RFC 3339 time string ("" if none is found).
+func badTimePath(data []byte, root reflect.Type) string {
+	var doc any
+	if json.Unmarshal(data, &doc) != nil {
+		return ""
+	}
+	var walk func(v any, path []pathSeg) (string, bool)
+	walk = func(v any, path []pathSeg) (string, bool) {
+		if t, ok := typeAt(root, path); ok && t == timeType {
+			var tm time.Time
+			b, _ := json.Marshal(v)
+			if tm.UnmarshalJSON(b) != nil {
+				return formatPath(path), true
+			}
+			return "", false
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys) // deterministic: the same body names the same field
+			for _, k := range keys {
+				e := x[k]
+				if p, ok := walk(e, append(path[:len(path):len(path)], pathSeg{key: k, index: -1})); ok {
+					return p, true
+				}
+			}
+		case []any:
+			for i, e := range x {
+				if p, ok := walk(e, append(path[:len(path):len(path)], pathSeg{index: i})); ok {
+					return p, true
+				}
+			}
+		}
+		return "", false
+	}
+	p, _ := walk(doc, nil)
+	return p
 }
