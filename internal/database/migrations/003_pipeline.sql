@@ -219,3 +219,17 @@ CREATE TABLE callbacks (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX callbacks_due ON callbacks (next_attempt_at) WHERE delivered_at IS NULL;
+
+---- create above / drop below ----
+
+DROP TABLE callbacks;
+DROP TABLE reversals;
+DROP TABLE actions;
+DROP TABLE issuances;
+DROP TABLE evidence_events;
+DROP TABLE label_registry;
+DROP TABLE ledger_accounts;
+DROP TABLE card_links;
+DROP TABLE partner_requests;
+DROP TABLE partner_keys;
+DROP TABLE partners;
