@@ -62,21 +62,6 @@ func intInRange(fl validator.FieldLevel, lo, hi int64) bool {
 	return false
 }
 
-// validMCC reports whether s is an ISO 18245 merchant category code: exactly
-// four ASCII digits. Which codes are assigned changes over time and is the
-// rules engine's business, not the input layer's.
-func validMCC(s string) bool {
-	if len(s) != 4 {
-		return false
-	}
-	for i := range 4 {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // validateValue runs the validator on the struct dst points to. Other
 // destinations (a top-level array, a map) have no tags to check.
 func validateValue(dst any) error {

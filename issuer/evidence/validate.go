@@ -67,7 +67,7 @@ func (t CardTransaction) Validate() []apperr.FieldError {
 	switch {
 	case t.MCC == "":
 		v.add("mcc", FieldRequired, "mcc is required")
-	case !validMCC(t.MCC):
+	case !ValidMCC(t.MCC):
 		v.add("mcc", FieldMCCFormat, "mcc must be 4 digits (ISO 18245)")
 	}
 	v.id("merchantId", t.MerchantID, true)
@@ -273,9 +273,10 @@ func (v *validator) lineItems(items []LineItem) {
 	}
 }
 
-// validMCC reports whether s is exactly four ASCII digits. Which codes are
+// ValidMCC reports whether s is an ISO 18245 merchant category code:
+// exactly four ASCII digits. Which codes are
 // assigned is the rules' business, not the input layer's.
-func validMCC(s string) bool {
+func ValidMCC(s string) bool {
 	if len(s) != 4 {
 		return false
 	}
