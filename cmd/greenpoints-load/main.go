@@ -143,38 +143,13 @@ func linkCards(ctx context.Context, pool *pgxpool.Pool, n int) error {
 
 // body builds one request of k fridge purchases numbered from seq.
 func body(o options, seq, k int, at time.Time) []byte {
-	type line struct {
-		Line         int    `json:"line"`
-		Model        string `json:"model"`
-		Brand        string `json:"brand"`
-		Category     string `json:"category"`
-		Quantity     int64  `json:"quantity"`
-		UnitPriceFen int64  `json:"unitPriceFen"`
-	}
-	type tx struct {
-		TransactionID string    `json:"transactionId"`
-		Status        string    `json:"status"`
-		CardToken     string    `json:"cardToken"`
-		AmountFen     int64     `json:"amountFen"`
-		Currency      string    `json:"currency"`
-		MCC           string    `json:"mcc"`
-		MerchantID    string    `json:"merchantId"`
-		MerchantName  string    `json:"merchantName"`
-		MerchantUSCC  string    `json:"merchantUscc"`
-		Time          time.Time `json:"time"`
-		InvoiceNumber string    `json:"invoiceNumber"`
-		LineItems     []line    `json:"lineItems"`
-	}
-	txs := make([]tx, k)
+	txs := make([]partnerclient.CardTransaction, k)
 	for i := range txs {
 		n := seq + i
-		txs[i] = tx{TransactionID: fmt.Sprintf("load-%s-%07d", o.run, n), Status: "cleared",
-			CardToken: fmt.Sprintf("tok_load_%06d", n%o.accounts), AmountFen: 599900, Currency: "CNY", MCC: "5722",
-			MerchantID: "M-LOAD", MerchantName: "Load Test Appliances", MerchantUSCC: app.DemoRetailerUSCC, Time: at,
-			InvoiceNumber: fmt.Sprintf("FP-LOAD-%s-%07d", o.run, n),
-			LineItems:     []line{{1, "BCD-470WGHFD5DSMU1", "海尔", "冰箱", 1, 599900}}}
+		txs[i] = app.DemoFridge(fmt.Sprintf("load-%s-%07d", o.run, n), fmt.Sprintf("tok_load_%06d", n%o.accounts),
+			fmt.Sprintf("FP-LOAD-%s-%07d", o.run, n), at)
 	}
-	b, _ := json.Marshal(map[string]any{"transactions": txs})
+	b, _ := json.Marshal(partnerclient.CardTransactions{Transactions: txs})
 	return b
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/greenpoints/greenpoints/chaincode/embedded"
 	"github.com/greenpoints/greenpoints/chaincode/points"
+	"github.com/greenpoints/greenpoints/internal/app"
 	"github.com/greenpoints/greenpoints/internal/partnerclient"
 	"github.com/greenpoints/greenpoints/internal/pgtest"
 	"github.com/greenpoints/greenpoints/internal/webhook"
@@ -38,36 +39,11 @@ const (
 // an itemised fridge purchase cleared four days ago (past the 72 h hold) by
 // its own card, so the per-account caps never bind.
 func crashTxBody(k int, cleared time.Time) []byte {
-	type line struct {
-		Line         int    `json:"line"`
-		Model        string `json:"model"`
-		Brand        string `json:"brand"`
-		Category     string `json:"category"`
-		Quantity     int64  `json:"quantity"`
-		UnitPriceFen int64  `json:"unitPriceFen"`
-	}
-	type tx struct {
-		TransactionID string    `json:"transactionId"`
-		Status        string    `json:"status"`
-		CardToken     string    `json:"cardToken"`
-		AmountFen     int64     `json:"amountFen"`
-		Currency      string    `json:"currency"`
-		MCC           string    `json:"mcc"`
-		MerchantID    string    `json:"merchantId"`
-		MerchantName  string    `json:"merchantName"`
-		MerchantUSCC  string    `json:"merchantUscc"`
-		Time          time.Time `json:"time"`
-		InvoiceNumber string    `json:"invoiceNumber"`
-		LineItems     []line    `json:"lineItems"`
-	}
-	txs := make([]tx, 0, crashChunk)
+	txs := make([]partnerclient.CardTransaction, 0, crashChunk)
 	for i := k * crashChunk; i < (k+1)*crashChunk; i++ {
-		txs = append(txs, tx{TransactionID: fmt.Sprintf("crash-tx-%04d", i), Status: "cleared", CardToken: fmt.Sprintf("tok_crash_%04d", i),
-			AmountFen: 599900, Currency: "CNY", MCC: "5722", MerchantID: "M-DEMO-APPLIANCES", MerchantName: "Demo Appliance Store",
-			MerchantUSCC: "91310000MA1FL0000N", Time: cleared, InvoiceNumber: fmt.Sprintf("FP-CRASH-%04d", i),
-			LineItems: []line{{1, "BCD-470WGHFD5DSMU1", "海尔", "冰箱", 1, 599900}}})
+		txs = append(txs, app.DemoFridge(fmt.Sprintf("crash-tx-%04d", i), fmt.Sprintf("tok_crash_%04d", i), fmt.Sprintf("FP-CRASH-%04d", i), cleared))
 	}
-	b, err := json.Marshal(map[string]any{"transactions": txs})
+	b, err := json.Marshal(partnerclient.CardTransactions{Transactions: txs})
 	if err != nil {
 		panic(err)
 	}

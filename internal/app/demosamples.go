@@ -3,6 +3,8 @@ package app
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/greenpoints/greenpoints/internal/partnerclient"
 )
 
 // Sample partner requests of the demo ('greenpoints partner send --sample'),
@@ -29,33 +31,15 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-type sampleCard struct {
-	TransactionID  string       `json:"transactionId"`
-	Status         string       `json:"status"`
-	CardToken      string       `json:"cardToken"`
-	AmountFen      int64        `json:"amountFen"`
-	Currency       string       `json:"currency"`
-	MCC            string       `json:"mcc"`
-	MerchantID     string       `json:"merchantId"`
-	MerchantName   string       `json:"merchantName"`
-	MerchantUSCC   string       `json:"merchantUscc"`
-	Time           time.Time    `json:"time"`
-	InvoiceNumber  string       `json:"invoiceNumber,omitempty"`
-	OperatorTripID string       `json:"operatorTripId,omitempty"`
-	LineItems      []sampleLine `json:"lineItems,omitempty"`
+// DemoFridge is a cleared purchase of one energy-label grade-1 fridge at the
+// demo appliance store (load and crash tests send many of them).
+func DemoFridge(txID, token, invoice string, at time.Time) partnerclient.CardTransaction {
+	return store(txID, "cleared", token, at, 599900, invoice, partnerclient.LineItem{Line: 1, Model: "BCD-470WGHFD5DSMU1", Brand: "海尔",
+		Category: "冰箱", Quantity: 1, UnitPriceFen: 599900})
 }
 
-type sampleLine struct {
-	Line         int    `json:"line"`
-	Model        string `json:"model"`
-	Brand        string `json:"brand"`
-	Category     string `json:"category"`
-	Quantity     int64  `json:"quantity"`
-	UnitPriceFen int64  `json:"unitPriceFen"`
-}
-
-func store(id, status, token string, at time.Time, amount int64, invoice string, lines ...sampleLine) sampleCard {
-	return sampleCard{TransactionID: id, Status: status, CardToken: token, AmountFen: amount, Currency: "CNY", MCC: "5722",
+func store(id, status, token string, at time.Time, amount int64, invoice string, lines ...partnerclient.LineItem) partnerclient.CardTransaction {
+	return partnerclient.CardTransaction{TransactionID: id, Status: status, CardToken: token, AmountFen: amount, Currency: "CNY", MCC: "5722",
 		MerchantID: "M-DEMO-APPLIANCES", MerchantName: "Demo Appliance Store", MerchantUSCC: DemoRetailerUSCC,
 		Time: at, InvoiceNumber: invoice, LineItems: lines}
 }
@@ -66,40 +50,29 @@ func store(id, status, token string, at time.Time, amount int64, invoice string,
 func DemoCardSample(now time.Time) []byte {
 	cleared := now.In(shanghai).AddDate(0, 0, -4)
 	yesterday := now.In(shanghai).AddDate(0, 0, -1)
-	fare := sampleCard{TransactionID: DemoSampleTxIDs.Fare, Status: "cleared", CardToken: "tok_demo_bob_1", AmountFen: 500,
+	fare := partnerclient.CardTransaction{TransactionID: DemoSampleTxIDs.Fare, Status: "cleared", CardToken: "tok_demo_bob_1", AmountFen: 500,
 		Currency: "CNY", MCC: "4111", MerchantID: "M-DEMO-METRO", MerchantName: "Demo Metro", MerchantUSCC: DemoMetroUSCC,
 		Time: yesterday, OperatorTripID: "M-demo-bob-2"}
 	topUp := fare
 	topUp.TransactionID, topUp.CardToken, topUp.AmountFen, topUp.OperatorTripID = DemoSampleTxIDs.TopUp, "tok_demo_alice_1", 10000, ""
-	return mustJSON(map[string]any{"transactions": []sampleCard{
+	return mustJSON(map[string]any{"transactions": []partnerclient.CardTransaction{
 		store(DemoSampleTxIDs.Fridge, "cleared", "tok_demo_alice_1", cleared, 599900, "FP-DEMO-0001",
-			sampleLine{1, "BCD-470WGHFD5DSMU1", "海尔", "冰箱", 1, 599900}),
+			lineItem(1, "BCD-470WGHFD5DSMU1", "海尔", "冰箱", 1, 599900)),
 		store(DemoSampleTxIDs.Washer, "cleared", "tok_demo_bob_1", cleared, 329900, "FP-DEMO-0002",
-			sampleLine{1, "EG100HPRO6S", "海尔", "洗衣机", 1, 329900}),
+			lineItem(1, "EG100HPRO6S", "海尔", "洗衣机", 1, 329900)),
 		fare,
 		topUp,
 		store(DemoSampleTxIDs.Pending, "authorised", "tok_demo_alice_1", now.In(shanghai).Add(-time.Hour), 459900, "",
-			sampleLine{1, "KFR-35GW/NhAe1BAj", "格力", "空调", 1, 459900}),
+			lineItem(1, "KFR-35GW/NhAe1BAj", "格力", "空调", 1, 459900)),
 	}})
 }
 
 // DemoRefundSample refunds Bob's washing machine after it was issued.
 func DemoRefundSample(now time.Time) []byte {
-	return mustJSON(map[string]any{"transactions": []sampleCard{
+	return mustJSON(map[string]any{"transactions": []partnerclient.CardTransaction{
 		store(DemoSampleTxIDs.Washer, "refunded", "tok_demo_bob_1", now.In(shanghai).Add(-time.Minute), 329900, "FP-DEMO-0002",
-			sampleLine{1, "EG100HPRO6S", "海尔", "洗衣机", 1, 329900}),
+			lineItem(1, "EG100HPRO6S", "海尔", "洗衣机", 1, 329900)),
 	}})
-}
-
-type sampleTrip struct {
-	TripID         string    `json:"tripId"`
-	CardToken      string    `json:"cardToken,omitempty"`
-	Mode           string    `json:"mode"`
-	BoardedAt      time.Time `json:"boardedAt"`
-	AlightedAt     time.Time `json:"alightedAt"`
-	BoardingStop   string    `json:"boardingStop"`
-	AlightingStop  string    `json:"alightingStop"`
-	DistanceMeters int64     `json:"distanceMeters,omitempty"`
 }
 
 // DemoTripSample is the metro operator's sample: Alice's metro and bus rides
@@ -108,7 +81,7 @@ type sampleTrip struct {
 func DemoTripSample(now time.Time) []byte {
 	y := now.In(shanghai).AddDate(0, 0, -1)
 	day := time.Date(y.Year(), y.Month(), y.Day(), 8, 5, 0, 0, shanghai)
-	return mustJSON(map[string]any{"trips": []sampleTrip{
+	return mustJSON(map[string]any{"trips": []partnerclient.Trip{
 		{TripID: DemoSampleTrips[0], CardToken: "metro_alice", Mode: "metro", BoardedAt: day, AlightedAt: day.Add(31 * time.Minute),
 			BoardingStop: "Futian", AlightingStop: "Science Park", DistanceMeters: 12_400},
 		{TripID: DemoSampleTrips[1], CardToken: "metro_alice", Mode: "bus", BoardedAt: day.Add(9 * time.Hour), AlightedAt: day.Add(9*time.Hour + 20*time.Minute),
@@ -116,4 +89,9 @@ func DemoTripSample(now time.Time) []byte {
 		{TripID: DemoSampleTrips[2], CardToken: "metro_bob", Mode: "metro", BoardedAt: day.Add(time.Hour), AlightedAt: day.Add(time.Hour + 18*time.Minute),
 			BoardingStop: "Luohu", AlightingStop: "Shopping Park", DistanceMeters: 7_300},
 	}})
+}
+
+// lineItem is one invoice line of a sample purchase.
+func lineItem(n int, model, brand, category string, quantity, unitPriceFen int64) partnerclient.LineItem {
+	return partnerclient.LineItem{Line: n, Model: model, Brand: brand, Category: category, Quantity: quantity, UnitPriceFen: unitPriceFen}
 }

@@ -156,11 +156,13 @@ func conservation(t *testing.T, a *App) points.Totals {
 }
 
 // fridge is an itemised fridge purchase (a model in the demo registry).
-func fridge(id, token string, at time.Time, quantity int64) sampleCard {
-	return store(id, "cleared", token, at, 599900*quantity, "FP-"+id, sampleLine{1, "BCD-470WGHFD5DSMU1", "海尔", "冰箱", quantity, 599900})
+func fridge(id, token string, at time.Time, quantity int64) partnerclient.CardTransaction {
+	return store(id, "cleared", token, at, 599900*quantity, "FP-"+id, lineItem(1, "BCD-470WGHFD5DSMU1", "海尔", "冰箱", quantity, 599900))
 }
 
-func cardsBody(txs ...sampleCard) []byte { return mustJSON(map[string]any{"transactions": txs}) }
+func cardsBody(txs ...partnerclient.CardTransaction) []byte {
+	return mustJSON(map[string]any{"transactions": txs})
+}
 
 // linkCards links count card tokens prefix_%04d of partner to accounts
 // acct_%04d, with consent, the way the consent flow records them.
@@ -208,7 +210,7 @@ func TestTwoInstancesIssueEachActionOnce(t *testing.T) {
 	cleared := now.In(shanghai).AddDate(0, 0, -4) // past the 72 h hold
 	var wg sync.WaitGroup
 	for k := 0; k < cards/chunk; k++ {
-		txs := make([]sampleCard, 0, chunk)
+		txs := make([]partnerclient.CardTransaction, 0, chunk)
 		for i := k * chunk; i < (k+1)*chunk; i++ {
 			txs = append(txs, fridge(fmt.Sprintf("two-tx-%04d", i), fmt.Sprintf("tok_two_%04d", i), cleared, 1))
 		}
@@ -227,11 +229,11 @@ func TestTwoInstancesIssueEachActionOnce(t *testing.T) {
 	y := now.In(shanghai).AddDate(0, 0, -1)
 	morning := time.Date(y.Year(), y.Month(), y.Day(), 7, 0, 0, 0, shanghai)
 	for r := 0; r < riders; r++ {
-		var trips []sampleTrip
+		var trips []partnerclient.Trip
 		for j := 0; j < tripsPerDay; j++ {
 			at := morning.Add(time.Duration(4*j) * time.Hour)
 			mode := []string{"metro", "bus"}[j%2]
-			trips = append(trips, sampleTrip{TripID: fmt.Sprintf("two-trip-%04d-%d", r, j), CardToken: fmt.Sprintf("metro_two_%04d", r),
+			trips = append(trips, partnerclient.Trip{TripID: fmt.Sprintf("two-trip-%04d-%d", r, j), CardToken: fmt.Sprintf("metro_two_%04d", r),
 				Mode: mode, BoardedAt: at, AlightedAt: at.Add(25 * time.Minute), BoardingStop: "A", AlightingStop: "B", DistanceMeters: 6_000})
 		}
 		inst := instances[r%2]
@@ -367,13 +369,13 @@ func settlementCSV(t *testing.T, records [][]string) []byte {
 }
 
 // csvRecord is a card event as a settlement file line.
-func csvRecord(c sampleCard) []string {
+func csvRecord(c partnerclient.CardTransaction) []string {
 	return []string{c.TransactionID, c.Status, c.CardToken, strconv.FormatInt(c.AmountFen, 10), c.Currency, c.MCC, c.MerchantID,
 		c.MerchantName, c.MerchantUSCC, c.Time.Format(time.RFC3339), c.InvoiceNumber, c.OperatorTripID}
 }
 
-func fare(id, token string, at time.Time, tripID string) sampleCard {
-	return sampleCard{TransactionID: id, Status: "cleared", CardToken: token, AmountFen: 500, Currency: "CNY", MCC: "4111",
+func fare(id, token string, at time.Time, tripID string) partnerclient.CardTransaction {
+	return partnerclient.CardTransaction{TransactionID: id, Status: "cleared", CardToken: token, AmountFen: 500, Currency: "CNY", MCC: "4111",
 		MerchantID: "M-DEMO-METRO", MerchantName: "Demo Metro", MerchantUSCC: DemoMetroUSCC, Time: at, OperatorTripID: tripID}
 }
 
@@ -422,7 +424,7 @@ func TestSettlementFileEndToEnd(t *testing.T) {
 	shop.MCC, shop.MerchantName = "5411", `Green Mart, "Pudong"` // quoted on the wire
 	auth := shop
 	auth.TransactionID, auth.Status = "file-tx-auth-1", "authorised"
-	lines := []sampleCard{
+	lines := []partnerclient.CardTransaction{
 		fare("file-tx-fare-1", "tok_demo_bob_1", noon.Add(2*time.Hour), "M-file-bob-1"),
 		auth,
 		shop,
