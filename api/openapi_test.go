@@ -47,6 +47,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	s := New(Config{}, Deps{})
 	s.Partners(nil, nil) // mounting only: no request reaches the nil service
+	s.Consumers(ConsumerDeps{})
 	var served []string
 	for _, r := range s.engine.Routes() {
 		served = append(served, r.Method+" "+ginParam.ReplaceAllString(r.Path, "{$1}"))

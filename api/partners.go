@@ -46,6 +46,7 @@ func (s *Server) Partners(svc *pipeline.Service, onQueued func()) {
 	g.POST("/trips", h.kinds(pipeline.KindTransitOperator), h.trips)
 	g.GET("/trips/:transactionId", h.kinds(pipeline.KindTransitOperator), h.status("trip"))
 	g.POST("/settlement-files", h.kinds(pipeline.KindBank), h.settlementFile)
+	h.cardLinkRoutes(s, g) // api/cardlinks.go
 	s.v1.GET("/disclosure", h.disclosure)
 	s.v1.GET("/reason-codes", h.reasonCodes)
 }
