@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/greenpoints/greenpoints/chaincode/contracttest"
 	"github.com/greenpoints/greenpoints/chaincode/fabric"
 	"github.com/greenpoints/greenpoints/internal/fabricnet"
+	"github.com/greenpoints/greenpoints/internal/pgtest"
 	"github.com/greenpoints/greenpoints/issuer"
 )
 
@@ -66,12 +68,20 @@ func run(m *testing.M) int {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "fabric suite network up with chaincode in %s (dir %s)\n", time.Since(began).Round(time.Millisecond), nw.Dir)
-	return m.Run()
+	// PostgreSQL for the tests that run the issuer on this network
+	// (pipeline_test.go); pgtest.Main runs the tests.
+	return pgtest.Main(m)
 }
 
 // newLedger creates a fresh channel with the points chaincode and returns a
 // ledger on it that signs as each org's User1.
 func newLedger(t *testing.T) issuer.Ledger {
+	t.Helper()
+	return ledgerOn(t, newChannel(t))
+}
+
+// newChannel creates a fresh channel with the points chaincode committed on it.
+func newChannel(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(chainCtx, 2*time.Minute)
 	defer cancel()
@@ -86,6 +96,14 @@ func newLedger(t *testing.T) issuer.Ledger {
 	}
 	t.Logf("channel %s created in %s, chaincode deployed in %s", channel, created.Round(time.Millisecond),
 		(time.Since(began) - created).Round(time.Millisecond))
+	return channel
+}
+
+// ledgerOn returns a ledger on channel, through Org1's peer, that signs as
+// the User1 of each org whose MSP id is in msps (of every org when msps is
+// empty): each organisation is its own client on Fabric.
+func ledgerOn(t *testing.T, channel string, msps ...string) *fabric.Ledger {
+	t.Helper()
 	org1 := nw.Orgs[0]
 	cfg := fabric.Config{
 		PeerEndpoint: org1.Peers[0].Address,
@@ -95,9 +113,11 @@ func newLedger(t *testing.T) issuer.Ledger {
 		Chaincode:    "points",
 	}
 	for _, org := range nw.Orgs {
-		cfg.Identities[org.MSPID] = fabric.Identity{Cert: readFile(t, org.User.Cert), Key: readFile(t, org.User.Key)}
+		if len(msps) == 0 || slices.Contains(msps, org.MSPID) {
+			cfg.Identities[org.MSPID] = fabric.Identity{Cert: readFile(t, org.User.Cert), Key: readFile(t, org.User.Key)}
+		}
 	}
-	l, err := fabric.New(ctx, cfg)
+	l, err := fabric.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("fabric.New: %v", err)
 	}

@@ -34,6 +34,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(b, args, stderr); err != nil {
 		return err
 	}
+	if f.cfg.Ledger != "" && f.cfg.Ledger != app.LedgerEmbedded {
+		return fmt.Errorf("the demo runs on the embedded ledger only; for Fabric use 'greenpoints serve --ledger fabric' (docs/fabric.md)")
+	}
 	log, err := f.logger(stderr)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/greenpoints/greenpoints/internal/app"
+	"github.com/greenpoints/greenpoints/internal/auth"
 	"github.com/greenpoints/greenpoints/internal/config"
 	"github.com/greenpoints/greenpoints/internal/database"
 	"github.com/greenpoints/greenpoints/internal/logging"
@@ -24,10 +25,30 @@ func (f *serverFlags) bind(b *config.Binder, dbDefault, keysDefault string) {
 	b.Secret(&f.cfg.DatabaseURL, "database-url", "DATABASE_URL", dbDefault, "PostgreSQL URL, e.g. postgres://user:pass@host:5432/greenpoints")
 	b.Int64(&f.cfg.MaxBodyBytes, "max-body-bytes", "GREENPOINTS_MAX_BODY_BYTES", 1<<20, "largest accepted request body, bytes")
 	b.Duration(&f.cfg.ShutdownTimeout, "shutdown-timeout", "GREENPOINTS_SHUTDOWN_TIMEOUT", 20*time.Second, "how long a graceful shutdown waits for in-flight work")
-	b.String(&f.cfg.Ledger, "ledger", "GREENPOINTS_LEDGER", "embedded", "ledger backend: embedded (in-process, state and blocks in PostgreSQL)")
+	b.String(&f.cfg.Ledger, "ledger", "GREENPOINTS_LEDGER", "embedded", "ledger backend: embedded (in-process, state and blocks in PostgreSQL) or fabric (serve only: a Hyperledger Fabric network, see the --fabric-* flags)")
 	b.String(&f.cfg.KeysDir, "keys-dir", "GREENPOINTS_KEYS_DIR", keysDefault, "directory of the development file key manager (block-signing key, KEK); production uses a KMS")
 	b.String(&f.logLevel, "log-level", "GREENPOINTS_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	b.String(&f.cfg.NotifyGateway, "notify-gateway-url", "GREENPOINTS_NOTIFY_GATEWAY_URL", "", "SMS/push gateway that delivers expiry reminders and notices (POST JSON, see docs/notices.md); empty: log them (demo)")
+	b.Duration(&f.cfg.SweepInterval, "sweep-interval", "GREENPOINTS_SWEEP_INTERVAL", time.Hour, "how often the expiry sweep, reminders, rights notices, grace check and notice anchoring run")
+	b.String(&f.cfg.JWTIssuer, "jwt-issuer", "GREENPOINTS_JWT_ISSUER", auth.DefaultIssuer, "required \"iss\" of consumer bearer tokens")
+	b.String(&f.cfg.JWTAudience, "jwt-audience", "GREENPOINTS_JWT_AUDIENCE", auth.DefaultAudience, "required \"aud\" of consumer bearer tokens")
+	b.String(&f.cfg.JWTKeysFile, "jwt-keys-file", "GREENPOINTS_JWT_KEYS_FILE", "", "JWKS file of the keys consumer tokens are signed with (EdDSA, ES256, RS256); with neither this nor --jwks-url, the development key of 'greenpoints token' (demo only)")
+	b.String(&f.cfg.JWKSURL, "jwks-url", "GREENPOINTS_JWKS_URL", "", "JWKS URL of the identity provider that signs consumer tokens (instead of --jwt-keys-file)")
 	f.cfg.Version = version
+}
+
+// bindFabric binds the Fabric gateway settings (used with --ledger fabric):
+// serve only, the demo stays on the embedded ledger.
+func (f *serverFlags) bindFabric(b *config.Binder) {
+	fc := &f.cfg.Fabric
+	b.String(&fc.PeerEndpoint, "fabric-peer", "GREENPOINTS_FABRIC_PEER", "", "Fabric gateway peer, host:port (TLS)")
+	b.String(&fc.TLSCACertFile, "fabric-tls-ca", "GREENPOINTS_FABRIC_TLS_CA", "", "PEM file of the CA the gateway peer's TLS certificate chains to")
+	b.String(&fc.ServerName, "fabric-server-name", "GREENPOINTS_FABRIC_SERVER_NAME", "", "TLS server name of the gateway peer, when the --fabric-peer host is not in its certificate")
+	b.String(&fc.MSPID, "fabric-msp-id", "GREENPOINTS_FABRIC_MSP_ID", "", "MSP id of the issuer's organisation: its identity signs every ledger transaction")
+	b.String(&fc.CertFile, "fabric-cert", "GREENPOINTS_FABRIC_CERT", "", "PEM file of the issuer's Fabric client (signing) certificate")
+	b.String(&fc.KeyFile, "fabric-key", "GREENPOINTS_FABRIC_KEY", "", "PEM file of the private key of --fabric-cert")
+	b.String(&fc.Channel, "fabric-channel", "GREENPOINTS_FABRIC_CHANNEL", app.DefaultFabricChannel, "Fabric channel of the points contract")
+	b.String(&fc.Chaincode, "fabric-chaincode", "GREENPOINTS_FABRIC_CHAINCODE", app.DefaultFabricChaincode, "chaincode name of the points contract")
 }
 
 func maskSecret(name, v string) string {
@@ -46,6 +67,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var f serverFlags
 	b := config.NewBinder(fs)
 	f.bind(b, "", "data/keys")
+	f.bindFabric(b)
 	if err := parseFlags(b, args, stderr); err != nil {
 		return err
 	}

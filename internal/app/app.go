@@ -42,6 +42,13 @@ type Config struct {
 	RulesID         string        // the issuer's rule set; "" means "cn-default-rules"
 	BatchSize       int           // issuances per ledger transaction; 0 means 500
 	BatchWorkers    int           // ledger transactions in flight per instance; 0 means 4
+	Fabric          FabricConfig  // the gateway peer and the issuer's identity, with Ledger "fabric"
+	JWTIssuer       string        // consumer tokens' "iss"; "" means auth.DefaultIssuer (the demo's)
+	JWTAudience     string        // consumer tokens' "aud"; "" means auth.DefaultAudience
+	JWTKeysFile     string        // JWKS file of the token keys; with JWKSURL "", the dev token key (demo)
+	JWKSURL         string        // JWKS URL of the identity provider (instead of JWTKeysFile)
+	NotifyGateway   string        // URL of the SMS/push gateway of reminders and notices; "" means the log sender
+	SweepInterval   time.Duration // between expiry sweeps, reminder and notice runs; 0 means 1 h
 }
 
 // App is a running greenpoints server.
@@ -53,11 +60,12 @@ type App struct {
 	ln      net.Listener
 	srv     *http.Server
 	keys    keys.Manager
-	led     *embedded.Ledger
+	led     LedgerBackend
 	svc     *pipeline.Service
 	bat     *pipeline.Batcher
 	cbs     *pipeline.Deliverer
 	proj    *projection.Projector
+	ntf     noticesState // expiry sweep, reminders, notices (notices.go)
 }
 
 // Close releases what Start acquired, for callers that never Run.
@@ -71,6 +79,9 @@ func (a *App) Close() {
 // Start opens and migrates the database, binds the listen address and
 // prepares the HTTP server. Errors name what is wrong and what to do.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) {
+	if err := cfg.resolveLedger(); err != nil {
+		return nil, err
+	}
 	workers := cfg.BatchWorkers
 	if workers <= 0 {
 		workers = pipeline.DefaultWorkers
@@ -133,6 +144,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 		Registry: reg,
 	})
 	s.Partners(svc, bat.Notify)
+	mountConsumerPII(s, pool, km) // internal/app/consumers_pii.go
+	proj := projection.New(pool, led, log)
+	if err := mountConsumers(cfg, s, pool, km, led, proj, log); err != nil {
+		_ = led.Close()
+		return nil, err
+	}
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -142,7 +159,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return &App{cfg: cfg, log: log, pool: pool, ledPool: ledPool, ln: ln, srv: srv, keys: km, led: led, svc: svc, bat: bat, cbs: cbs,
-		proj: projection.New(pool, led, log)}, nil
+		proj: proj}, nil
 }
 
 // Listen binds addr, turning the common failures into advice.
@@ -179,9 +196,14 @@ func (a *App) Callbacks() *pipeline.Deliverer { return a.cbs }
 func (a *App) Ledger() issuer.Ledger { return a.led }
 
 // VerifyLedger checks the embedded ledger's hash chain, block signatures and
-// world state.
+// world state. On Fabric the peers validate every block themselves, and the
+// issuer holds no copy of the chain to check: it returns an error.
 func (a *App) VerifyLedger(ctx context.Context) error {
-	return a.led.VerifyChain(ctx, func(ctx context.Context, id keys.KeyID) (crypto.PublicKey, error) {
+	led, ok := a.led.(*embedded.Ledger)
+	if !ok {
+		return fmt.Errorf("VerifyLedger checks the embedded ledger; this server uses --ledger %s", a.cfg.Ledger)
+	}
+	return led.VerifyChain(ctx, func(ctx context.Context, id keys.KeyID) (crypto.PublicKey, error) {
 		return a.keys.PublicKey(ctx, id)
 	})
 }
@@ -195,7 +217,7 @@ func (a *App) Run(ctx context.Context) error {
 	// The background workers stop with ctx; each finishes the batch it has
 	// in flight (its ledger call is not cancelled), so shutdown drains.
 	var wg sync.WaitGroup
-	for _, w := range []func(context.Context) error{a.bat.Run, a.cbs.Run, a.proj.Run} {
+	for _, w := range []func(context.Context) error{a.bat.Run, a.cbs.Run, a.proj.Run, a.runNotices, a.RunRetention} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -45,6 +45,14 @@ func startPipeline(ctx context.Context, cfg Config, pool *pgxpool.Pool, km keys.
 	}
 	plog := log.With("component", "pipeline")
 	svc := pipeline.NewService(pool, pipeline.NewPartners(pool, km), pol, pipeline.Config{IssuerMSP: cfg.IssuerMSP, ClaimKey: claimKey}, plog)
+	// The published versions are anchored at every start, so an operator's
+	// new rule or profile version reaches the ledger with the release that
+	// carries it. Before the regulator has registered this issuer (a fresh
+	// ledger; the demo seeds after Start) this fails, and SeedDemo or a
+	// later start anchors them.
+	if err := pol.Anchor(ctx, led, cfg.IssuerMSP); err != nil {
+		log.Warn("published policy not anchored yet", "err", err)
+	}
 	pipeline.RegisterMetrics(reg, pool, svc)
 	bat := pipeline.NewBatcher(pool, led, svc, pipeline.BatcherConfig{MaxItems: cfg.BatchSize, Workers: cfg.BatchWorkers}, plog)
 	cbs := svc.Deliverer(webhook.CryptoSigner(signer), pipeline.CallbackConfig{})

@@ -15,8 +15,8 @@ import (
 	"github.com/greenpoints/greenpoints/issuer/quantify"
 )
 
-// maxTripsPerRound bounds one grouping round.
-const maxTripsPerRound = 2000
+// maxDaysPerRound bounds one grouping round: (account, local day) pairs.
+const maxDaysPerRound = 200
 
 type dueTrip struct {
 	id         uuid.UUID
@@ -33,48 +33,80 @@ type dueTrip struct {
 // the trips', so each trip stays unique network-wide while the consumer gets
 // one lot per day. Trips arriving after a day's grant make a supplemental
 // grant (the next sequence number of that day).
+//
+// Two instances never split one day's trips: each (account, day) is taken
+// under a try-lock, and the instance that gets it groups all of that day's
+// due trips at once.
 func (b *Batcher) groupTrips(ctx context.Context) (int, error) {
 	var n int
 	err := database.InTx(ctx, b.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, account, local_day, claim, grams, occurred_at, record FROM actions
+		now := b.s.cfg.Now()
+		rows, err := tx.Query(ctx, `SELECT account, local_day FROM actions
 			WHERE kind = 'transit' AND status = 'queued' AND not_before <= $1
-			ORDER BY account, local_day, occurred_at LIMIT $2 FOR UPDATE SKIP LOCKED`, b.s.cfg.Now(), maxTripsPerRound)
+			GROUP BY account, local_day ORDER BY min(not_before) LIMIT $2`, now, maxDaysPerRound)
 		if err != nil {
 			return err
 		}
-		var trips []dueTrip
-		for rows.Next() {
-			var t dueTrip
-			var rec []byte
-			if err := rows.Scan(&t.id, &t.account, &t.day, &t.claim, &t.grams, &t.occurredAt, &rec); err != nil {
-				rows.Close()
-				return err
-			}
-			if err := json.Unmarshal(rec, &t.rec); err != nil {
-				rows.Close()
-				return fmt.Errorf("decode trip record %s: %w", t.id, err)
-			}
-			trips = append(trips, t)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		type day struct{ account, day string }
+		days, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (day, error) {
+			var d day
+			err := r.Scan(&d.account, &d.day)
+			return d, err
+		})
+		if err != nil {
 			return err
 		}
-		n = len(trips)
-		for start := 0; start < len(trips); {
-			end := start + 1
-			for end < len(trips) && end-start < points.MaxSubClaims && trips[end].account == trips[start].account &&
-				trips[end].day == trips[start].day && trips[end].rec.Methodology == trips[start].rec.Methodology {
-				end++
-			}
-			if err := b.grant(ctx, tx, trips[start:end]); err != nil {
+		for _, d := range days {
+			var mine bool
+			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, lockKey("greenpoints/grant/"+d.account+"/"+d.day)).Scan(&mine); err != nil {
 				return err
 			}
-			start = end
+			if !mine {
+				continue // another worker is granting this day
+			}
+			trips, err := dueTrips(ctx, tx, d.account, d.day, now)
+			if err != nil {
+				return err
+			}
+			n += len(trips)
+			for start := 0; start < len(trips); {
+				end := start + 1
+				for end < len(trips) && end-start < points.MaxSubClaims && trips[end].rec.Methodology == trips[start].rec.Methodology {
+					end++
+				}
+				if err := b.grant(ctx, tx, trips[start:end]); err != nil {
+					return err
+				}
+				start = end
+			}
 		}
 		return nil
 	})
 	return n, err
+}
+
+// dueTrips locks and returns an account's due trips of one local day.
+func dueTrips(ctx context.Context, tx pgx.Tx, account, localDay string, now time.Time) ([]dueTrip, error) {
+	rows, err := tx.Query(ctx, `SELECT id, account, local_day, claim, grams, occurred_at, record FROM actions
+		WHERE kind = 'transit' AND status = 'queued' AND account = $1 AND local_day = $2 AND not_before <= $3
+		ORDER BY occurred_at, id FOR UPDATE`, account, localDay, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var trips []dueTrip
+	for rows.Next() {
+		var t dueTrip
+		var rec []byte
+		if err := rows.Scan(&t.id, &t.account, &t.day, &t.claim, &t.grams, &t.occurredAt, &rec); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(rec, &t.rec); err != nil {
+			return nil, fmt.Errorf("decode trip record %s: %w", t.id, err)
+		}
+		trips = append(trips, t)
+	}
+	return trips, rows.Err()
 }
 
 // grant queues one transit grant for trips of one account, day and methodology.

@@ -97,9 +97,24 @@ func (p *Policy) RuleSet(t time.Time) (rules.RuleSet, error) {
 }
 
 // Anchor records every published version on the ledger as the issuer (the
-// ledger refuses issuances under unanchored versions). Already anchored
-// versions are fine: it runs at every start.
+// ledger refuses issuances under unanchored versions). Versions already
+// anchored are skipped (one read-only query), so it runs at every start
+// without writing anything when nothing changed.
 func (p *Policy) Anchor(ctx context.Context, led issuer.Ledger, issuerMSP string) error {
+	done := map[string]bool{}
+	q, err := json.Marshal(points.IssuerArgs{Issuer: issuerMSP})
+	if err != nil {
+		return err
+	}
+	if b, err := led.Evaluate(ctx, issuer.Proposal{Caller: issuerMSP, Function: "GetAnchors", Args: q}); err == nil {
+		var have points.Anchors
+		if err := json.Unmarshal(b, &have); err != nil {
+			return fmt.Errorf("decode anchors: %w", err)
+		}
+		for _, a := range have.Versions {
+			done[a.Kind+"/"+a.ID+"/"+a.Version+"/"+a.SHA256] = true
+		}
+	}
 	var as []points.AnchorVersionArgs
 	for _, r := range p.Rules {
 		as = append(as, points.AnchorVersionArgs{Kind: points.AnchorRule, ID: r.ID, Version: r.Version, SHA256: r.SHA256(), EffectiveAt: r.EffectiveAt})
@@ -114,6 +129,9 @@ func (p *Policy) Anchor(ctx context.Context, led issuer.Ledger, issuerMSP string
 				TransferMaxPoints: pr.TransferMaxPoints, TransferMaxPointsPerMonth: pr.TransferMaxPointsPerMonth, NoticeDays: &nd, PointValueFen: pr.PointValueFen}})
 	}
 	for _, a := range as {
+		if done[a.Kind+"/"+a.ID+"/"+a.Version+"/"+a.SHA256] {
+			continue
+		}
 		b, err := json.Marshal(a)
 		if err != nil {
 			return err

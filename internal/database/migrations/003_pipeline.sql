@@ -184,7 +184,8 @@ CREATE TABLE actions (
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX actions_partner_tx ON actions (partner_id, partner_tx_id);
-CREATE INDEX actions_due_trips ON actions (not_before) WHERE status = 'queued' AND kind = 'transit';
+-- Due trips per (account, local day): the batcher groups one day at a time.
+CREATE INDEX actions_due_trips ON actions (account, local_day, not_before) WHERE status = 'queued' AND kind = 'transit';
 CREATE INDEX actions_issuance ON actions (issuance_id);
 
 -- reversals: refunds and chargebacks of issued actions, claimed back on the
