@@ -66,6 +66,7 @@ type ConsumerDeps struct {
 	IssuerMSP   string // the operator identity that submits consumers' actions
 	Reads       ConsumerReads
 	Idempotency *idempotency.Store
+	Preferences PreferencesStore // nil: the preference routes answer 503
 	Now         func() time.Time // nil means time.Now
 	// CertificateRate and CertificateBurst bound the public certificate
 	// route per client IP; 0 means 2 per second with a burst of 20.
@@ -119,6 +120,7 @@ func (s *Server) Consumers(d ConsumerDeps) {
 	me.DELETE("/family/members/:account", h.removeMember)
 	me.POST("/transfers", h.transfer)
 	me.POST("/donations", h.donate)
+	h.preferences(me, d.Preferences)
 	s.v1.GET("/charities", h.charities)
 	s.v1.GET("/certificates/:receiptId", h.certificateLimit, h.certificate)
 }

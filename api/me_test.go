@@ -61,7 +61,7 @@ func TestConsumerRoutesNeedAToken(t *testing.T) {
 			t.Errorf("%s %s: %d %v %s", r.Method, r.Path, rec.Code, rec.Header(), rec.Body)
 		}
 	}
-	if n != 10 {
-		t.Errorf("%d /v1/me routes, want 10", n)
+	if n != 12 {
+		t.Errorf("%d /v1/me routes, want 12", n)
 	}
 }

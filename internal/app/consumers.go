@@ -13,6 +13,7 @@ import (
 	"github.com/greenpoints/greenpoints/chaincode/points"
 	"github.com/greenpoints/greenpoints/internal/apperr"
 	"github.com/greenpoints/greenpoints/internal/auth"
+	"github.com/greenpoints/greenpoints/internal/consumers"
 	"github.com/greenpoints/greenpoints/internal/idempotency"
 	"github.com/greenpoints/greenpoints/internal/keys"
 	"github.com/greenpoints/greenpoints/issuer"
@@ -82,6 +83,7 @@ func mountConsumers(cfg Config, s *api.Server, pool *pgxpool.Pool, km keys.Manag
 		IssuerMSP:   msp,
 		Reads:       consumerReads{Projector: proj, pool: pool},
 		Idempotency: idempotency.New(pool),
+		Preferences: consumers.NewStore(pool, km),
 	})
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/greenpoints/greenpoints/chaincode/points"
 	"github.com/greenpoints/greenpoints/internal/apperr"
+	"github.com/greenpoints/greenpoints/internal/consumers"
 	"github.com/greenpoints/greenpoints/internal/webhook"
 	"github.com/greenpoints/greenpoints/issuer"
 	"github.com/greenpoints/greenpoints/issuer/labels"
@@ -154,6 +155,22 @@ func seedPartners(ctx context.Context, a *App, s *DemoSummary) error {
 	}
 	if _, err := a.pool.Exec(ctx, `INSERT INTO ledger_accounts (account) VALUES ('demo-alice'), ('demo-bob') ON CONFLICT DO NOTHING`); err != nil {
 		return err
+	}
+	// The demo consumers' personal records (sealed under their own keys),
+	// so that /v1/me/preferences and the reminders' quiet hours work.
+	store := a.Consumers()
+	for _, c := range []struct{ account, name, phone string }{
+		{"demo-alice", "Alice (demo)", "+8613800000001"}, {"demo-bob", "Bob (demo)", "+8613800000002"},
+	} {
+		if _, err := store.ByAccount(ctx, c.account); apperr.CodeOf(err) != apperr.NotFound {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := store.Create(ctx, consumers.NewPerson{Name: c.name, Phone: c.phone, Account: c.account}); err != nil {
+			return fmt.Errorf("demo consumer %s: %w", c.account, err)
+		}
 	}
 	entries, err := labels.Parse(bytes.NewReader(demoLabels), labels.Options{})
 	if err != nil {

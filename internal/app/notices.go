@@ -20,9 +20,8 @@ type noticesState struct {
 // Notices returns the issuer's expiry, reminder and notice jobs: reminders
 // and rights notices through the notification gateway (Config.NotifyGateway;
 // empty: the log sender), grace records, the expiry sweep and the Merkle
-// anchoring of notices. Preferences are notices.DefaultPreferences (app
-// push, no quiet hours) until the consumers' notification_prefs are wired
-// in through notices.Preferences.
+// anchoring of notices. Channels and quiet hours are the consumers' own
+// (consumerPrefs, prefs.go).
 func (a *App) Notices() (*notices.Service, error) {
 	a.ntf.once.Do(func() {
 		var sender notices.Sender = notices.LogSender{Log: a.log.With("component", "notices")}
@@ -40,12 +39,13 @@ func (a *App) Notices() (*notices.Service, error) {
 		}
 		pol := a.svc.Policy()
 		a.ntf.svc, a.ntf.err = notices.New(a.pool, a.led, notices.Config{
-			IssuerMSP: issuerMSP,
-			Profiles:  pol.Profiles,
-			RuleSets:  pol.Rules,
-			Sender:    sender,
-			Interval:  a.cfg.SweepInterval,
-			Log:       a.log,
+			IssuerMSP:   issuerMSP,
+			Profiles:    pol.Profiles,
+			RuleSets:    pol.Rules,
+			Sender:      sender,
+			Preferences: consumerPrefs{pool: a.pool, store: a.Consumers()},
+			Interval:    a.cfg.SweepInterval,
+			Log:         a.log,
 		})
 		if a.ntf.err != nil {
 			a.ntf.err = fmt.Errorf("notices: %w", a.ntf.err)

@@ -86,6 +86,10 @@ type NewPerson struct {
 	Name      string `json:"name"`
 	Phone     string `json:"phone"`               // E.164, e.g. +8613800138000
 	BirthDate string `json:"birthDate,omitempty"` // YYYY-MM-DD
+	// Account, when set, is used instead of a new random account id: for an
+	// account that already exists on the ledger (the demo's fixtures, a
+	// programme migrated from elsewhere). Never derived from personal data.
+	Account string `json:"-"`
 }
 
 // phonePattern is E.164: a plus, a country code and at most 15 digits.
@@ -187,7 +191,11 @@ func (s *Store) Create(ctx context.Context, np NewPerson) (*Person, error) {
 			return nil, fmt.Errorf("seal %s: %w", f.field, err)
 		}
 	}
-	p := &Person{ID: id, Account: NewAccountID(), Name: np.Name, Phone: np.Phone, BirthDate: np.BirthDate}
+	account := np.Account
+	if account == "" {
+		account = NewAccountID()
+	}
+	p := &Person{ID: id, Account: account, Name: np.Name, Phone: np.Phone, BirthDate: np.BirthDate}
 	err = database.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `INSERT INTO consumers (id, account, name_sealed, phone_sealed, birth_date_sealed)
 			VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, id, p.Account, name, phone, birth).Scan(&p.CreatedAt); err != nil {

@@ -8,14 +8,16 @@
 -- and leaves a tombstone in consumers so the account id is never reused.
 
 -- consumers: one row per person. account is random (never derived from
--- personal data). The *_sealed columns are keys.SealData output under the
+-- personal data) for new people, or an existing ledger account id for
+-- people whose account predates their record (the demo's fixtures, a
+-- migrated programme): hence the ledger's id charset, not only c-<hex>. The *_sealed columns are keys.SealData output under the
 -- person's data key, with the person id and column name as aad, so a
 -- ciphertext cannot be moved to another row or column. birth_date is
 -- collected only to know whether a guardian must consent (PIPL Art. 31,
 -- under 14); no national id is collected.
 CREATE TABLE consumers (
     id                uuid        PRIMARY KEY,
-    account           text        NOT NULL UNIQUE CHECK (account ~ '^c-[0-9a-f]{32}$'),
+    account           text        NOT NULL UNIQUE CHECK (account ~ '^[A-Za-z0-9._:-]{1,64}$'),
     name_sealed       bytea,
     phone_sealed      bytea,
     birth_date_sealed bytea,
