@@ -38,7 +38,7 @@ const (
 // env is one test's database, embedded ledger (running the points contract
 // on a clock the test can move forward) and what the workload did.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	pool   *pgxpool.Pool
 	led    *embedded.Ledger
 	offset atomic.Int64 // added to the ledger's clock
@@ -48,9 +48,15 @@ type env struct {
 	lastTxID string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, pool: pgtest.NewDB(t), owner: map[string]string{}}
+	return newEnvOn(t, pgtest.NewDB(t))
+}
+
+// newEnvOn is newEnv on a migrated database of the caller's.
+func newEnvOn(t testing.TB, pool *pgxpool.Pool) *env {
+	t.Helper()
+	e := &env{t: t, pool: pool, owner: map[string]string{}}
 	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -395,7 +401,7 @@ func ledgerCounts(t *testing.T, e *env) (txs, movements int) {
 	return txs, movements
 }
 
-func countRows(t *testing.T, pool *pgxpool.Pool, table string) int {
+func countRows(t testing.TB, pool *pgxpool.Pool, table string) int {
 	t.Helper()
 	var n int
 	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
