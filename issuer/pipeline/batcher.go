@@ -230,6 +230,12 @@ func (b *Batcher) submit(ctx context.Context, fn string, args, out any) (*issuer
 		began := time.Now()
 		e, err := b.led.Endorse(ctx, issuer.Proposal{Caller: b.s.cfg.IssuerMSP, Function: fn, Args: body})
 		if err != nil {
+			// Endorsers at different block heights answer differently
+			// (Fabric: endorsement_mismatch); a new proposal settles it.
+			if apperr.CodeOf(err) == apperr.Conflict && attempt < maxConflictRetries {
+				b.log.Info("endorsement conflict; re-proposing", "function", fn, "reason", apperr.ReasonOf(err))
+				continue
+			}
 			return nil, tried, err
 		}
 		tried = append(tried, e.TxID())
