@@ -232,7 +232,7 @@ func (b *Batcher) submit(ctx context.Context, fn string, args, out any) (*issuer
 		if err != nil {
 			// Endorsers at different block heights answer differently
 			// (Fabric: endorsement_mismatch); a new proposal settles it.
-			if apperr.CodeOf(err) == apperr.Conflict && attempt < maxConflictRetries {
+			if transientConflict(err) && attempt < maxConflictRetries {
 				b.log.Info("endorsement conflict; re-proposing", "function", fn, "reason", apperr.ReasonOf(err))
 				continue
 			}
@@ -242,7 +242,7 @@ func (b *Batcher) submit(ctx context.Context, fn string, args, out any) (*issuer
 		r, err := b.led.Commit(ctx, e)
 		b.s.metrics.submitted(fn, time.Since(began))
 		if err != nil {
-			if apperr.CodeOf(err) == apperr.Conflict && attempt < maxConflictRetries {
+			if transientConflict(err) && attempt < maxConflictRetries {
 				b.log.Info("ledger conflict; re-submitting as a new proposal", "function", fn, "tx", e.TxID(), "reason", apperr.ReasonOf(err))
 				continue
 			}
@@ -423,6 +423,20 @@ func (b *Batcher) splitGrant(ctx context.Context, tx pgx.Tx, q queued, taken []s
 		return err
 	}
 	return b.settleActions(ctx, tx, q.id, "rejected", "claimed_elsewhere", map[string]any{})
+}
+
+// transientConflict: the transaction lost a race (MVCC or phantom read at
+// commit, endorsers disagreeing); the same proposal made again may pass.
+// Contract conflicts (already_reversed, anchor_conflict...) are final.
+func transientConflict(err error) bool {
+	if apperr.CodeOf(err) != apperr.Conflict {
+		return false
+	}
+	switch apperr.ReasonOf(err) {
+	case "mvcc_read_conflict", "phantom_read_conflict", "endorsement_mismatch":
+		return true
+	}
+	return false
 }
 
 func isAlreadyReversed(err error) bool { return apperr.ReasonOf(err) == "already_reversed" }
