@@ -29,6 +29,7 @@ import (
 // given: the suite then takes ~30 s on two cores instead of ~85 s.
 var (
 	nw       *fabricnet.Network
+	binDir   string // the Fabric binaries, for the networks started on demand (networkOf)
 	chCount  atomic.Int64
 	chainCtx = context.Background()
 )
@@ -48,7 +49,8 @@ func run(m *testing.M) int {
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	began := time.Now()
-	binDir, err := fabricnet.EnsureBinaries(ctx, os.Getenv("GREENPOINTS_FABRIC_CACHE"), log)
+	var err error
+	binDir, err = fabricnet.EnsureBinaries(ctx, os.Getenv("GREENPOINTS_FABRIC_CACHE"), log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "EnsureBinaries:", err)
 		return 1
@@ -63,6 +65,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "fabricnet.Stop:", err)
 		}
 	}()
+	defer stopNetworks() // those of other topologies the tests started
 	if err := nw.DeployChaincode(ctx, "points"); err != nil {
 		fmt.Fprintln(os.Stderr, "DeployChaincode:", err)
 		return 1
@@ -83,15 +86,22 @@ func newLedger(t *testing.T) issuer.Ledger {
 // newChannel creates a fresh channel with the points chaincode committed on it.
 func newChannel(t *testing.T) string {
 	t.Helper()
+	return newChannelOn(t, nw, "suite")
+}
+
+// newChannelOn creates a fresh channel on net, named prefix<N>, with the
+// points chaincode committed on it.
+func newChannelOn(t testing.TB, net *fabricnet.Network, prefix string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(chainCtx, 2*time.Minute)
 	defer cancel()
-	channel := fmt.Sprintf("suite%d", chCount.Add(1))
+	channel := fmt.Sprintf("%s%d", prefix, chCount.Add(1))
 	began := time.Now()
-	if err := nw.CreateChannel(ctx, channel); err != nil {
+	if err := net.CreateChannel(ctx, channel); err != nil {
 		t.Fatalf("CreateChannel(%s): %v", channel, err)
 	}
 	created := time.Since(began)
-	if err := nw.DeployChaincodeOn(ctx, channel, "points"); err != nil {
+	if err := net.DeployChaincodeOn(ctx, channel, "points"); err != nil {
 		t.Fatalf("DeployChaincodeOn(%s): %v", channel, err)
 	}
 	t.Logf("channel %s created in %s, chaincode deployed in %s", channel, created.Round(time.Millisecond),
@@ -104,15 +114,20 @@ func newChannel(t *testing.T) string {
 // empty): each organisation is its own client on Fabric.
 func ledgerOn(t *testing.T, channel string, msps ...string) *fabric.Ledger {
 	t.Helper()
-	org1 := nw.Orgs[0]
+	return ledgerVia(t, nw, nw.Orgs[0], channel, msps...)
+}
+
+// ledgerVia is ledgerOn on net through the first peer of gateway's org.
+func ledgerVia(t testing.TB, net *fabricnet.Network, gateway *fabricnet.Org, channel string, msps ...string) *fabric.Ledger {
+	t.Helper()
 	cfg := fabric.Config{
-		PeerEndpoint: org1.Peers[0].Address,
-		TLSRootCert:  readFile(t, org1.TLSRootCert),
+		PeerEndpoint: gateway.Peers[0].Address,
+		TLSRootCert:  readFile(t, gateway.TLSRootCert),
 		Identities:   map[string]fabric.Identity{},
 		Channel:      channel,
 		Chaincode:    "points",
 	}
-	for _, org := range nw.Orgs {
+	for _, org := range net.Orgs {
 		if len(msps) == 0 || slices.Contains(msps, org.MSPID) {
 			cfg.Identities[org.MSPID] = fabric.Identity{Cert: readFile(t, org.User.Cert), Key: readFile(t, org.User.Key)}
 		}
@@ -125,7 +140,7 @@ func ledgerOn(t *testing.T, channel string, msps ...string) *fabric.Ledger {
 	return l
 }
 
-func readFile(t *testing.T, path string) []byte {
+func readFile(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -13,12 +13,14 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/hyperledger/fabric-gateway/pkg/hash"
 	"github.com/hyperledger/fabric-gateway/pkg/identity"
 	"github.com/hyperledger/fabric-protos-go-apiv2/common"
+	"github.com/hyperledger/fabric-protos-go-apiv2/gateway"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -193,7 +195,9 @@ func (l *Ledger) Endorse(ctx context.Context, p issuer.Proposal) (issuer.Endorse
 	if err != nil {
 		return nil, apperr.Wrap(err, apperr.Internal, "proposal_failed", "building the proposal")
 	}
-	tx, err := prop.EndorseWithContext(ctx)
+	pctx, cancel := context.WithTimeout(ctx, cmp.Or(l.cfg.EndorseTimeout, 30*time.Second))
+	defer cancel()
+	tx, err := prop.EndorseWithContext(pctx)
 	if err != nil {
 		return nil, mapError(err, "endorsing "+p.Function)
 	}
@@ -209,11 +213,19 @@ func (l *Ledger) Commit(ctx context.Context, e issuer.Endorsed) (*issuer.TxResul
 	if !ok {
 		return nil, apperr.New(apperr.Internal, "foreign_endorsement", "Commit takes what this ledger's Endorse returned")
 	}
-	commit, err := en.tx.SubmitWithContext(ctx)
+	// The gateway's per-phase timeouts apply only to calls without a
+	// context, so each phase gets its own deadline here: an orderer that
+	// crashed before cutting the block never reports a status, and without
+	// one the caller would wait forever instead of learning "unavailable".
+	sctx, cancel := context.WithTimeout(ctx, cmp.Or(l.cfg.SubmitTimeout, 30*time.Second))
+	defer cancel()
+	commit, err := en.tx.SubmitWithContext(sctx)
 	if err != nil {
 		return nil, mapError(err, "submitting "+en.fn)
 	}
-	st, err := commit.StatusWithContext(ctx)
+	cctx, cancelStatus := context.WithTimeout(ctx, cmp.Or(l.cfg.CommitStatusTimeout, 2*time.Minute))
+	defer cancelStatus()
+	st, err := commit.StatusWithContext(cctx)
 	if err != nil {
 		return nil, mapError(err, "waiting for the commit of "+en.fn)
 	}
@@ -257,11 +269,34 @@ func mapError(err error, what string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return apperr.Wrap(err, apperr.Unavailable, "ledger_timeout", "%s: no answer in time", what)
 	}
+	if endorsementMismatch(err) {
+		return apperr.Wrap(err, apperr.Conflict, "endorsement_mismatch",
+			"%s: the endorsing peers simulated different results (one had committed a block the other had not yet): endorse it again", what)
+	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
 		return apperr.Wrap(err, apperr.Unavailable, "ledger_unavailable", "%s: the ledger could not be reached", what)
 	}
 	return apperr.Wrap(err, apperr.Internal, "ledger_error", "%s failed", what)
+}
+
+// endorsementMismatch reports whether the gateway aborted an endorsement
+// because the endorsers' responses differed. With several endorsing
+// organisations (issuer AND regulator) under load, the two peers may
+// simulate at different heights and read different versions; a new
+// proposal, endorsed again, succeeds. The gateway says so only in its
+// error details.
+func endorsementMismatch(err error) bool {
+	var d interface{ Details() []*gateway.ErrorDetail }
+	if status.Code(err) != codes.Aborted || !errors.As(err, &d) {
+		return false
+	}
+	for _, detail := range d.Details() {
+		if strings.Contains(detail.GetMessage(), "ProposalResponsePayloads do not match") {
+			return true
+		}
+	}
+	return false
 }
 
 // Evaluate runs a query on the gateway peer.
@@ -270,7 +305,9 @@ func (l *Ledger) Evaluate(ctx context.Context, p issuer.Proposal) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.EvaluateWithContext(ctx, p.Function, client.WithBytesArguments(p.Args))
+	ectx, cancel := context.WithTimeout(ctx, cmp.Or(l.cfg.EvaluateTimeout, 30*time.Second))
+	defer cancel()
+	out, err := c.EvaluateWithContext(ectx, p.Function, client.WithBytesArguments(p.Args))
 	if err != nil {
 		return nil, mapError(err, "evaluating "+p.Function)
 	}
@@ -280,7 +317,9 @@ func (l *Ledger) Evaluate(ctx context.Context, p issuer.Proposal) ([]byte, error
 // qscc evaluates a query system chaincode function.
 func (l *Ledger) qscc(ctx context.Context, fn string, args ...string) ([]byte, error) {
 	c := l.anyGateway().GetNetwork(l.cfg.Channel).GetContract("qscc")
-	out, err := c.EvaluateWithContext(ctx, fn, client.WithArguments(append([]string{l.cfg.Channel}, args...)...))
+	ectx, cancel := context.WithTimeout(ctx, cmp.Or(l.cfg.EvaluateTimeout, 30*time.Second))
+	defer cancel()
+	out, err := c.EvaluateWithContext(ectx, fn, client.WithArguments(append([]string{l.cfg.Channel}, args...)...))
 	if err != nil {
 		return nil, mapError(err, "qscc "+fn)
 	}

@@ -423,8 +423,10 @@ func (t *txn) commit() error {
 		v := t.overlay[k]
 		if v == nil {
 			err = t.s.DelState(k)
-		} else {
-			err = t.s.PutState(k, v)
+		} else if err = t.s.PutState(k, v); err == nil {
+			if msps := t.keyEndorsers(k); msps != nil {
+				err = t.s.SetKeyEndorsers(k, msps...)
+			}
 		}
 		if err != nil {
 			return errStub(err, "writing state")

@@ -15,6 +15,11 @@
 //     read-only (evaluated) transactions; in a submitted transaction they fail.
 //   - SetEvent keeps only the last event of a transaction.
 //   - Keys are valid UTF-8 strings, never starting with 0x00, at most MaxKeyLen bytes.
+//   - SetKeyEndorsers gives a key a key-level endorsement policy (Fabric's
+//     state-based endorsement): later writes of the key are valid only with
+//     endorsements of a peer of every listed organisation. It governs the
+//     key's later writes, not the write that sets it, which the chaincode's
+//     own policy covers.
 package stub
 
 import "time"
@@ -68,6 +73,13 @@ type Stub interface {
 	GetHistoryForKey(key string) ([]HistoryEntry, error)
 	// SetEvent sets the transaction's event; only the last call counts.
 	SetEvent(name string, payload []byte) error
+	// SetKeyEndorsers sets the key-level endorsement policy of key, which
+	// this transaction writes: from the next transaction on, a write of the
+	// key needs an endorsement by a peer of EVERY organisation in msps (MSP
+	// ids). On Fabric it is SetStateValidationParameter (when the chaincode
+	// service runs with key-level endorsement on, see shimcc); the embedded
+	// ledger is one organisation, so it checks the call and stores nothing.
+	SetKeyEndorsers(key string, msps ...string) error
 }
 
 // PrefixEnd returns the exclusive end key of the range of keys that start with prefix.

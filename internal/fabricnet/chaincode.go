@@ -82,8 +82,9 @@ func (n *Network) externalBuildersEnv() string {
 	return "CORE_CHAINCODE_EXTERNALBUILDERS=" + string(b)
 }
 
-// ccService is the running chaincode service.
+// ccService is a running chaincode service.
 type ccService struct {
+	org       *Org // whose peers dial it; nil when it serves every peer
 	packageID string
 	pkgPath   string
 	addr      string
@@ -93,11 +94,15 @@ type ccService struct {
 // DeployChaincode defines chaincode name on the network's channel, served by
 // our chaincode service (cmd/greenpoints-chaincode). The first call builds
 // the service, packages it as a "ccaas" package, starts it and installs the
-// package on every peer; every call approves the definition for each peer
-// organisation and commits it, then waits until the chaincode answers. The
-// endorsement policy is any one peer of the peer organisations. Deploying
-// another name takes only the approve and commit transactions (a fresh,
-// empty namespace of world state). Calls may run concurrently.
+// package on the peers; every call approves the definition for each peer
+// organisation and commits it, then waits until the chaincode answers on
+// every peer. The endorsement policy is the topology's (dev and suite: any
+// one peer; consortium: the regulator's peer AND an issuer's; trio: the
+// regulator's AND BankA's). In the consortium topologies each organisation
+// with peers runs its own chaincode service (its own package and package
+// id), which its peers dial over mutual TLS, with key-level endorsement on.
+// Deploying another name takes only the approve and commit transactions
+// (a fresh, empty namespace of world state). Calls may run concurrently.
 func (n *Network) DeployChaincode(ctx context.Context, name string) error {
 	return n.DeployChaincodeOn(ctx, n.Channel, name)
 }
@@ -105,23 +110,31 @@ func (n *Network) DeployChaincode(ctx context.Context, name string) error {
 // DeployChaincodeOn is DeployChaincode on channel (see CreateChannel).
 func (n *Network) DeployChaincodeOn(ctx context.Context, channel, name string) error {
 	began := time.Now()
-	cc, err := n.chaincodeService(ctx)
+	ccs, err := n.chaincodeServices(ctx)
 	if err != nil {
 		return err
 	}
 	o := n.Orderer
 	ordererArgs := []string{"-o", o.Address, "--tls", "--cafile", o.TLSRootCert}
-	var policy []string
-	for _, org := range n.Orgs {
-		if len(org.Peers) > 0 {
-			policy = append(policy, fmt.Sprintf("'%s.peer'", org.MSPID))
+	policy := n.topo.ccPolicy
+	if policy == "" {
+		var peers []string
+		for _, org := range n.Orgs {
+			if len(org.Peers) > 0 {
+				peers = append(peers, fmt.Sprintf("'%s.peer'", org.MSPID))
+			}
 		}
+		policy = "OR(" + strings.Join(peers, ",") + ")"
 	}
 	def := []string{"--channelID", channel, "--name", name, "--version", "1", "--sequence", "1",
-		"--signature-policy", "OR(" + strings.Join(policy, ",") + ")"}
+		"--signature-policy", policy}
 	for _, org := range n.Orgs {
 		if len(org.Peers) == 0 {
 			continue
+		}
+		cc := ccs[""]
+		if cc == nil {
+			cc = ccs[org.MSPID]
 		}
 		args := append([]string{"lifecycle", "chaincode", "approveformyorg", "--package-id", cc.packageID}, def...)
 		if _, err := n.PeerAdmin(ctx, org.Peers[0], append(args, ordererArgs...)...); err != nil {
@@ -144,49 +157,99 @@ func (n *Network) DeployChaincodeOn(ctx context.Context, channel, name string) e
 	if _, err := n.PeerAdmin(ctx, first, append(commit, ordererArgs...)...); err != nil {
 		return err
 	}
-	// Ready when the peer runs the chaincode: a query reaches the contract
-	// (which may refuse it; its encoded error proves it ran).
-	var qErr error
-	err = n.waitFor(ctx, cc.proc, "chaincode "+name+" to answer", func(ctx context.Context) bool {
-		_, qErr = n.PeerAdmin(ctx, first, "chaincode", "query", "-C", channel, "-n", name,
-			"-c", `{"Args":["GetRegistry","{}"]}`)
-		return qErr == nil || strings.Contains(qErr.Error(), "gp1|")
-	})
-	if err != nil {
-		return fmt.Errorf("%w\nlast query: %v", err, qErr)
+	// Ready when every peer runs the chaincode: a query reaches the
+	// contract (which may refuse it; its encoded error proves it ran).
+	for _, org := range n.Orgs {
+		cc := ccs[""]
+		if cc == nil {
+			cc = ccs[org.MSPID]
+		}
+		for _, p := range org.Peers {
+			var qErr error
+			err = n.waitFor(ctx, cc.proc, "chaincode "+name+" to answer on "+p.Name, func(ctx context.Context) bool {
+				_, qErr = n.PeerAdmin(ctx, p, "chaincode", "query", "-C", channel, "-n", name,
+					"-c", `{"Args":["GetRegistry","{}"]}`)
+				return qErr == nil || strings.Contains(qErr.Error(), "gp1|")
+			})
+			if err != nil {
+				return fmt.Errorf("%w\nlast query: %v", err, qErr)
+			}
+		}
 	}
-	n.log.InfoContext(ctx, "fabric chaincode deployed", "channel", channel, "name", name, "package", cc.packageID,
+	n.log.InfoContext(ctx, "fabric chaincode deployed", "channel", channel, "name", name, "policy", policy,
 		"took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
-// ChaincodePackageID returns the package id of the chaincode service, or ""
-// before the first DeployChaincode.
+// ChaincodePackageID returns the package id of the chaincode service of the
+// first organisation with peers (the only service, except in the
+// consortium topologies, where each organisation has its own package id),
+// or "" before the first DeployChaincode.
 func (n *Network) ChaincodePackageID() string {
 	n.ccMu.Lock()
 	defer n.ccMu.Unlock()
-	if n.cc == nil {
-		return ""
+	if cc := n.ccs[""]; cc != nil {
+		return cc.packageID
 	}
-	return n.cc.packageID
+	for _, org := range n.Orgs {
+		if cc := n.ccs[org.MSPID]; cc != nil {
+			return cc.packageID
+		}
+	}
+	return ""
 }
 
-// chaincodeService returns the chaincode service, starting it (and
-// installing its package) on the first call.
-func (n *Network) chaincodeService(ctx context.Context) (*ccService, error) {
+// ChaincodeService describes a running chaincode service.
+type ChaincodeService struct {
+	// MSPID is the organisation whose peers dial it; "" when it serves
+	// every peer of the network (dev and suite).
+	MSPID string
+	// Address is its gRPC endpoint (host:port).
+	Address string
+	// PackageID is the chaincode package id its peers installed.
+	PackageID string
+	// TLS is true when it serves mutual TLS: its certificate is signed by
+	// the organisation's TLS CA, and it accepts only clients of that CA.
+	TLS bool
+	// KeyEndorsement is true when the contract's key-level endorsement
+	// policies become Fabric state-based endorsement policies.
+	KeyEndorsement bool
+}
+
+// ChaincodeServices returns the running chaincode services in organisation
+// order; none before the first DeployChaincode.
+func (n *Network) ChaincodeServices() []ChaincodeService {
 	n.ccMu.Lock()
 	defer n.ccMu.Unlock()
-	if n.cc == nil {
-		cc, err := n.startChaincodeService(ctx)
+	var out []ChaincodeService
+	if cc := n.ccs[""]; cc != nil {
+		out = append(out, ChaincodeService{Address: cc.addr, PackageID: cc.packageID})
+	}
+	for _, org := range n.Orgs {
+		if cc := n.ccs[org.MSPID]; cc != nil {
+			out = append(out, ChaincodeService{MSPID: org.MSPID, Address: cc.addr, PackageID: cc.packageID, TLS: true, KeyEndorsement: true})
+		}
+	}
+	return out
+}
+
+// chaincodeServices returns the chaincode services, starting them (and
+// installing their packages) on the first call: one for every peer ("" in
+// the map), or one per organisation with peers (by MSP id).
+func (n *Network) chaincodeServices(ctx context.Context) (map[string]*ccService, error) {
+	n.ccMu.Lock()
+	defer n.ccMu.Unlock()
+	if n.ccs == nil {
+		ccs, err := n.startChaincodeServices(ctx)
 		if err != nil {
 			return nil, err
 		}
-		n.cc = cc
+		n.ccs = ccs
 	}
-	return n.cc, nil
+	return n.ccs, nil
 }
 
-func (n *Network) startChaincodeService(ctx context.Context) (*ccService, error) {
+func (n *Network) startChaincodeServices(ctx context.Context) (map[string]*ccService, error) {
 	t := time.Now()
 	dir := filepath.Join(n.Dir, "chaincode")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -198,12 +261,72 @@ func (n *Network) startChaincodeService(ctx context.Context) (*ccService, error)
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build %s: %w\n%s", ChaincodeCommand, err, out)
 	}
+	ccs := map[string]*ccService{}
+	if !n.topo.ccPerOrg {
+		cc, err := n.startChaincodeService(ctx, bin, nil)
+		if err != nil {
+			return nil, err
+		}
+		ccs[""] = cc
+	} else {
+		for _, org := range n.Orgs {
+			if len(org.Peers) == 0 {
+				continue
+			}
+			cc, err := n.startChaincodeService(ctx, bin, org)
+			if err != nil {
+				return nil, err
+			}
+			ccs[org.MSPID] = cc
+		}
+	}
+	n.log.InfoContext(ctx, "fabric chaincode services started and installed", "services", len(ccs),
+		"took", time.Since(t).Round(time.Millisecond))
+	return ccs, nil
+}
+
+// startChaincodeService starts one chaincode service and installs its
+// package on the peers that dial it: org's (over mutual TLS, key-level
+// endorsement on), or every peer when org is nil (plain gRPC: the service
+// and the peers share 127.0.0.1; key-level endorsement off).
+func (n *Network) startChaincodeService(ctx context.Context, bin string, org *Org) (*ccService, error) {
 	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	cc := &ccService{addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), pkgPath: filepath.Join(dir, ccLabel+".tar.gz")}
-	pkg, err := ccaasPackage(ccLabel, cc.addr)
+	name, label := "greenpoints-chaincode", ccLabel
+	if org != nil {
+		name += "-" + strings.ToLower(org.Name)
+		label += "_" + strings.ToLower(org.Name)
+	}
+	cc := &ccService{org: org, addr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		pkgPath: filepath.Join(n.Dir, "chaincode", label+".tar.gz")}
+	// The service's environment has no CORE_* variable (baseEnv): the
+	// contract API and shim read CORE_PEER_TLS_ENABLED and friends.
+	env := append(baseEnv(), "CHAINCODE_SERVER_ADDRESS="+cc.addr)
+	conn := map[string]any{"address": cc.addr, "dial_timeout": "10s", "tls_required": false}
+	if org != nil {
+		tlsDir := filepath.Join(filepath.Dir(org.orgMSPDir), "peers", ccTLSHost+"."+org.domain, "tls")
+		// The peer dials with its own TLS key pair (cryptogen's node
+		// certificates allow client authentication) and trusts the org's
+		// TLS CA, which signed the service's certificate; the service
+		// accepts only clients of that CA.
+		peerTLS := filepath.Join(org.Peers[0].nodeDir, "tls")
+		var pems [3][]byte
+		for i, f := range []string{filepath.Join(peerTLS, "server.key"), filepath.Join(peerTLS, "server.crt"), org.TLSRootCert} {
+			if pems[i], err = os.ReadFile(f); err != nil {
+				return nil, fmt.Errorf("reading chaincode TLS material: %w", err)
+			}
+		}
+		conn["tls_required"], conn["client_auth_required"] = true, true
+		conn["client_key"], conn["client_cert"], conn["root_cert"] = string(pems[0]), string(pems[1]), string(pems[2])
+		env = append(env,
+			"CHAINCODE_TLS_KEY="+filepath.Join(tlsDir, "server.key"),
+			"CHAINCODE_TLS_CERT="+filepath.Join(tlsDir, "server.crt"),
+			"CHAINCODE_TLS_CLIENT_CA="+org.TLSRootCert,
+			keyEndorsementEnv+"="+keyEndorsementOn)
+	}
+	pkg, err := ccaasPackage(label, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -212,11 +335,8 @@ func (n *Network) startChaincodeService(ctx context.Context) (*ccService, error)
 	}
 	// The peer's package id: label and the package file's SHA-256.
 	sum := sha256.Sum256(pkg)
-	cc.packageID = ccLabel + ":" + hex.EncodeToString(sum[:])
-	// The service's environment has no CORE_* variable (baseEnv): the
-	// contract API and shim read CORE_PEER_TLS_ENABLED and friends.
-	env := append(baseEnv(), "CHAINCODE_SERVER_ADDRESS="+cc.addr, "CHAINCODE_ID="+cc.packageID)
-	name := "greenpoints-chaincode"
+	cc.packageID = label + ":" + hex.EncodeToString(sum[:])
+	env = append(env, "CHAINCODE_ID="+cc.packageID)
 	p, err := startProc(name, bin, nil, env, n.Dir, filepath.Join(n.Dir, name+".log"))
 	if err != nil {
 		return nil, err
@@ -234,23 +354,33 @@ func (n *Network) startChaincodeService(ctx context.Context) (*ccService, error)
 	}); err != nil {
 		return nil, err
 	}
-	for _, org := range n.Orgs {
-		for _, peer := range org.Peers {
+	for _, o := range n.Orgs {
+		if org != nil && o != org {
+			continue
+		}
+		for _, peer := range o.Peers {
 			if _, err := n.PeerAdmin(ctx, peer, "lifecycle", "chaincode", "install", cc.pkgPath); err != nil {
 				return nil, err
 			}
 		}
 	}
-	n.log.InfoContext(ctx, "fabric chaincode service started and installed", "pid", p.PID(), "address", cc.addr,
-		"package", cc.packageID, "took", time.Since(t).Round(time.Millisecond))
+	n.log.InfoContext(ctx, "fabric chaincode service started and installed", "service", name, "pid", p.PID(),
+		"address", cc.addr, "package", cc.packageID)
 	return cc, nil
 }
 
+// The chaincode service's key-level endorsement setting
+// (chaincode/fabric/shimcc.Serve; fabricnet does not import the contract).
+const (
+	keyEndorsementEnv = "GREENPOINTS_KEY_ENDORSEMENT"
+	keyEndorsementOn  = "issuer-and-regulator"
+)
+
 // ccaasPackage returns a chaincode package of type ccaas: metadata.json and
-// code.tar.gz holding connection.json (plain gRPC: the service and the peer
-// share 127.0.0.1).
-func ccaasPackage(label, addr string) ([]byte, error) {
-	conn, err := json.Marshal(map[string]any{"address": addr, "dial_timeout": "10s", "tls_required": false})
+// code.tar.gz holding connection.json (conn: the service's address and TLS
+// settings, as Fabric's ccaas builders read them).
+func ccaasPackage(label string, connection map[string]any) ([]byte, error) {
+	conn, err := json.Marshal(connection)
 	if err != nil {
 		return nil, err
 	}

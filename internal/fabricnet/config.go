@@ -38,6 +38,17 @@ type topology struct {
 	// endorsement is the ImplicitMeta rule ("MAJORITY" when "") of the
 	// channel's Endorsement and LifecycleEndorsement policies.
 	endorsement string
+	// ccPolicy is the chaincode definition's endorsement policy (signature
+	// policy syntax); "" means any one peer of the organisations with peers.
+	ccPolicy string
+	// ccPerOrg runs one chaincode service per organisation with peers, each
+	// org's peers dialing their own over mutual TLS, with key-level
+	// endorsement on (shimcc.Options.KeyEndorsement): the consortium
+	// topologies, where every endorsing organisation runs its own
+	// chaincode. Otherwise one plain-gRPC service serves every peer and
+	// key-level endorsement is off (member orgs without peers could never
+	// endorse their keys).
+	ccPerOrg bool
 }
 
 // topologies are the networks Start knows by name.
@@ -64,7 +75,46 @@ var topologies = map[string]topology{
 		},
 		endorsement: "ANY",
 	},
+	// consortium: the production shape of DESIGN.md §3 on one channel. Two
+	// issuers, the regulator and an auditor, each with its own peer and
+	// its own chaincode service (mutual TLS); the orderer org. Charity and
+	// stranger orgs are peerless members, for the contract suite's
+	// callers. Every transaction needs the regulator's peer and one
+	// issuer's peer (the chaincode policy), and each issuer's keys need
+	// that issuer's peer and the regulator's (key-level policies set by
+	// the contract); the auditor's peer only reads.
+	"consortium": {
+		orderer: orgSpec{name: "Orderer", mspID: "OrdererMSP", domain: "greenpoints.test"},
+		peerOrgs: []orgSpec{
+			{name: "BankA", mspID: "BankAMSP", domain: "banka.greenpoints.test", peers: 1},
+			{name: "BankB", mspID: "BankBMSP", domain: "bankb.greenpoints.test", peers: 1},
+			{name: "Regulator", mspID: "RegulatorMSP", domain: "regulator.greenpoints.test", peers: 1},
+			{name: "Auditor", mspID: "AuditorMSP", domain: "auditor.greenpoints.test", peers: 1},
+			{name: "Charity", mspID: "CharityMSP", domain: "charity.greenpoints.test"},
+			{name: "Stranger", mspID: "StrangerMSP", domain: "stranger.greenpoints.test"},
+		},
+		ccPolicy: "AND('RegulatorMSP.peer', OR('BankAMSP.peer', 'BankBMSP.peer'))",
+		ccPerOrg: true,
+	},
+	// trio: one issuer, the regulator and an auditor, each with its own
+	// peer and chaincode service: issuer AND regulator endorse, three peers
+	// validate and commit (the benchmark's production-like topology).
+	"trio": {
+		orderer: orgSpec{name: "Orderer", mspID: "OrdererMSP", domain: "greenpoints.test"},
+		peerOrgs: []orgSpec{
+			{name: "BankA", mspID: "BankAMSP", domain: "banka.greenpoints.test", peers: 1},
+			{name: "Regulator", mspID: "RegulatorMSP", domain: "regulator.greenpoints.test", peers: 1},
+			{name: "Auditor", mspID: "AuditorMSP", domain: "auditor.greenpoints.test", peers: 1},
+		},
+		ccPolicy: "AND('RegulatorMSP.peer', 'BankAMSP.peer')",
+		ccPerOrg: true,
+	},
 }
+
+// ccTLSHost is the cryptogen node whose TLS certificate a chaincode service
+// presents (ccPerOrg topologies): chaincode.<org domain>, signed by the
+// org's TLS CA and naming 127.0.0.1.
+const ccTLSHost = "chaincode"
 
 // writeCryptoConfig writes cryptogen's input. cryptogen reads YAML, and JSON
 // is YAML, so we marshal rather than template (no quoting surprises). Every
@@ -93,8 +143,12 @@ func writeCryptoConfig(path string, topo topology) error {
 			Specs: []spec{{Hostname: "orderer", SANS: sans}}}},
 	}
 	for _, o := range topo.peerOrgs {
-		cfg.PeerOrgs = append(cfg.PeerOrgs, org{Name: o.name, Domain: o.domain, EnableNodeOUs: true,
-			Template: &template{Count: o.peers, SANS: sans}, Users: &users{Count: 1}})
+		po := org{Name: o.name, Domain: o.domain, EnableNodeOUs: true,
+			Template: &template{Count: o.peers, SANS: sans}, Users: &users{Count: 1}}
+		if topo.ccPerOrg && o.peers > 0 {
+			po.Specs = []spec{{Hostname: ccTLSHost, SANS: sans}}
+		}
+		cfg.PeerOrgs = append(cfg.PeerOrgs, po)
 	}
 	return writeJSON(path, cfg)
 }

@@ -38,9 +38,14 @@ type Options struct {
 	// that Stop removes.
 	Dir string
 	// Topology names the network: "dev" (one peer org with one peer, one
-	// orderer org with one Raft orderer) or "suite" (dev plus peerless
+	// orderer org with one Raft orderer), "suite" (dev plus peerless
 	// member orgs RegulatorMSP, BankAMSP, BankBMSP, AuditorMSP, CharityMSP,
-	// StrangerMSP, for the contract suite). "" means "dev".
+	// StrangerMSP, for the contract suite), "consortium" (BankAMSP,
+	// BankBMSP, RegulatorMSP and AuditorMSP each with its own peer and
+	// chaincode service, CharityMSP and StrangerMSP peerless; regulator
+	// AND issuer endorse) or "trio" (BankAMSP, RegulatorMSP, AuditorMSP
+	// each with its own peer and chaincode service; BankA AND the
+	// regulator endorse). "" means "dev". See docs/fabric.md.
 	Topology string
 	// Channel is the application channel's name; "" means DefaultChannel.
 	Channel string
@@ -66,11 +71,12 @@ type Network struct {
 	binDir  string
 	tempDir string // removed by Stop; "" when the caller owns Dir
 	log     *slog.Logger
+	topo    topology
 
 	procs    []*proc    // in start order; Stop goes backwards
 	procsMu  sync.Mutex // guards procs appended after Start (the chaincode service)
 	ccMu     sync.Mutex
-	cc       *ccService // the chaincode service, once DeployChaincode started it
+	ccs      map[string]*ccService // chaincode services by org MSP id ("" when one serves all), once DeployChaincode started them
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -115,6 +121,7 @@ type Org struct {
 	Peers []*Peer
 
 	orgMSPDir string
+	domain    string
 }
 
 // Identity is an enrolled identity made by cryptogen.
@@ -171,7 +178,7 @@ func Start(ctx context.Context, opts Options) (_ *Network, err error) {
 			return nil, fmt.Errorf("no Fabric %s in %s; get BinDir from EnsureBinaries", name, opts.BinDir)
 		}
 	}
-	n := &Network{Channel: opts.Channel, binDir: opts.BinDir, log: log}
+	n := &Network{Channel: opts.Channel, binDir: opts.BinDir, log: log, topo: topo}
 	if n.Channel == "" {
 		n.Channel = DefaultChannel
 	}
@@ -273,6 +280,7 @@ func (n *Network) layout(topo topology) error {
 			Admin:       identity(pd, "Admin@"+spec.domain),
 			User:        identity(pd, "User1@"+spec.domain),
 			orgMSPDir:   filepath.Join(pd, "msp"),
+			domain:      spec.domain,
 		}
 		for i := range spec.peers {
 			name := fmt.Sprintf("peer%d.%s", i, spec.domain)

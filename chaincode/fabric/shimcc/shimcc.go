@@ -11,15 +11,26 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hyperledger/fabric-chaincode-go/v2/pkg/cid"
+	"github.com/hyperledger/fabric-chaincode-go/v2/pkg/statebased"
 	"github.com/hyperledger/fabric-chaincode-go/v2/shim"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 
 	"github.com/greenpoints/greenpoints/chaincode/points"
 	"github.com/greenpoints/greenpoints/chaincode/stub"
 	"github.com/greenpoints/greenpoints/internal/apperr"
+)
+
+// The chaincode service's key-level endorsement setting (Serve).
+const (
+	KeyEndorsementEnv                = "GREENPOINTS_KEY_ENDORSEMENT"
+	KeyEndorsementIssuerAndRegulator = "issuer-and-regulator"
+	KeyEndorsementOff                = "off"
 )
 
 // MaxClockSkew bounds the distance between a proposal's client-chosen
@@ -31,10 +42,34 @@ const MaxClockSkew = 2 * time.Minute
 type Chaincode struct {
 	contract *points.Contract
 	now      func() time.Time
+	policies *policyCache // nil: key-level endorsement off
 }
 
-// New returns the chaincode.
-func New() *Chaincode { return &Chaincode{contract: points.New(), now: time.Now} }
+// Options configure NewWith.
+type Options struct {
+	// KeyEndorsement turns the contract's key-level endorsement policies
+	// (stub.Stub.SetKeyEndorsers: "the issuer AND the regulator" on an
+	// issuer's keys) into Fabric state-based endorsement policies. Every
+	// organisation named must run peers that endorse this chaincode, or the
+	// keys can never be written again: so it is on in a consortium where
+	// issuers and the regulator run peers, off on a network where one
+	// organisation's peers endorse for member organisations without peers
+	// (the dev and suite topologies). Every peer of a channel must run the
+	// chaincode with the same setting: it changes the write set.
+	KeyEndorsement bool
+}
+
+// New returns the chaincode with key-level endorsement off.
+func New() *Chaincode { return NewWith(Options{}) }
+
+// NewWith returns the chaincode configured by o.
+func NewWith(o Options) *Chaincode {
+	c := &Chaincode{contract: points.New(), now: time.Now}
+	if o.KeyEndorsement {
+		c.policies = &policyCache{m: map[string][]byte{}}
+	}
+	return c
+}
 
 // Init does nothing: the ledger is initialised by the InitLedger function.
 func (c *Chaincode) Init(shim.ChaincodeStubInterface) *peer.Response { return shim.Success(nil) }
@@ -60,7 +95,7 @@ func (c *Chaincode) Invoke(s shim.ChaincodeStubInterface) *peer.Response {
 		return wireError(apperr.New(apperr.Invalid, "clock_skew", "the proposal's timestamp %s is %s away from the endorser's clock (limit %s)",
 			txTime.UTC().Format(time.RFC3339), d.Round(time.Second), MaxClockSkew))
 	}
-	a := &Stub{s: s, ts: txTime}
+	a := &Stub{s: s, ts: txTime, policies: c.policies}
 	readOnly := c.contract.ReadOnly(fn)
 	if !readOnly {
 		s.StartWriteBatch() // a no-op when the peer does not offer write batches
@@ -81,8 +116,9 @@ func wireError(err error) *peer.Response { return shim.Error(apperr.EncodeWire(e
 
 // Stub adapts a shim stub to stub.Stub.
 type Stub struct {
-	s  shim.ChaincodeStubInterface
-	ts time.Time
+	s        shim.ChaincodeStubInterface
+	ts       time.Time
+	policies *policyCache // nil: SetKeyEndorsers records nothing
 }
 
 var _ stub.Stub = (*Stub)(nil)
@@ -203,11 +239,68 @@ func (a *Stub) GetHistoryForKey(key string) (_ []stub.HistoryEntry, err error) {
 
 func (a *Stub) SetEvent(name string, payload []byte) error { return a.s.SetEvent(name, payload) }
 
+// SetKeyEndorsers sets key's state-based endorsement policy: AND of the
+// peers of msps (statebased builds a signature policy of "<msp>.peer"
+// principals, sorted, so every endorser writes the same bytes). With
+// key-level endorsement off it does nothing (Options.KeyEndorsement).
+func (a *Stub) SetKeyEndorsers(key string, msps ...string) error {
+	if a.policies == nil {
+		return nil
+	}
+	ep, err := a.policies.get(msps)
+	if err != nil {
+		return err
+	}
+	return a.s.SetStateValidationParameter(key, ep)
+}
+
+// policyCache holds the encoded policy of each set of MSP ids: a batch of
+// 500 issuances sets the same policy on 1,500 keys.
+type policyCache struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+// maxCachedPolicies bounds the cache: a channel has a few issuers.
+const maxCachedPolicies = 256
+
+func (c *policyCache) get(msps []string) ([]byte, error) {
+	if len(msps) == 0 {
+		return nil, errors.New("a key-level endorsement policy needs at least one MSP id")
+	}
+	sorted := slices.Sorted(slices.Values(msps))
+	id := strings.Join(sorted, "\x00")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ep, ok := c.m[id]; ok {
+		return ep, nil
+	}
+	pol, err := statebased.NewStateEP(nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := pol.AddOrgs(statebased.RoleTypePeer, sorted...); err != nil {
+		return nil, err
+	}
+	ep, err := pol.Policy()
+	if err != nil {
+		return nil, fmt.Errorf("encoding the key-level endorsement policy of %v: %w", sorted, err)
+	}
+	if len(c.m) >= maxCachedPolicies {
+		clear(c.m)
+	}
+	c.m[id] = ep
+	return ep, nil
+}
+
 // Serve serves the chaincode as a service on CHAINCODE_SERVER_ADDRESS with
 // the package id in CHAINCODE_ID (or CORE_CHAINCODE_ID_NAME). TLS is used
 // when CHAINCODE_TLS_KEY and CHAINCODE_TLS_CERT name PEM files (and, to
 // verify the peer, CHAINCODE_TLS_CLIENT_CA); otherwise it serves plain gRPC
 // (development). CORE_PEER_TLS_ENABLED is deliberately not read.
+// GREENPOINTS_KEY_ENDORSEMENT is "issuer-and-regulator" (key-level
+// endorsement on, Options.KeyEndorsement) or "off" (the default, for
+// networks where member organisations have no peers).
 func Serve() error {
 	addr := os.Getenv("CHAINCODE_SERVER_ADDRESS")
 	ccid := os.Getenv("CHAINCODE_ID")
@@ -233,6 +326,14 @@ func Serve() error {
 			}
 		}
 	}
-	srv := &shim.ChaincodeServer{CCID: ccid, Address: addr, CC: New(), TLSProps: tlsProps}
+	var opts Options
+	switch v := os.Getenv(KeyEndorsementEnv); v {
+	case "", KeyEndorsementOff:
+	case KeyEndorsementIssuerAndRegulator:
+		opts.KeyEndorsement = true
+	default:
+		return fmt.Errorf("%s=%q: want %q or %q", KeyEndorsementEnv, v, KeyEndorsementIssuerAndRegulator, KeyEndorsementOff)
+	}
+	srv := &shim.ChaincodeServer{CCID: ccid, Address: addr, CC: NewWith(opts), TLSProps: tlsProps}
 	return srv.Start()
 }
