@@ -13,7 +13,7 @@ BENCHTIME ?= 1x
 
 export PATH := $(PATH):/usr/local/go/bin:$(shell $(GO) env GOPATH 2>/dev/null)/bin
 
-.PHONY: all deps build demo test fabric-test vet fmt-check fuzz bench load clean
+.PHONY: all deps build demo test fabric-test fabric-up fabric-down vet fmt-check fuzz bench bench-read load clean
 
 all: build
 
@@ -42,6 +42,19 @@ test: deps fmt-check vet
 fabric-test: deps
 	$(GO) test -count=1 -timeout 25m ./internal/fabricnet/ ./chaincode/fabric/...
 
+# A development Fabric network in the background (files under FABRIC_DIR),
+# with the points chaincode deployed; up prints the flags of
+# 'greenpoints serve --ledger fabric' and of the onboarding commands. Both
+# are idempotent; down stops it by its PID. See docs/fabric.md, Operations.
+FABRIC_DIR ?= .data/fabric
+fabric-up: deps build
+	$(GO) build -trimpath -o bin/greenpoints-fabric ./cmd/greenpoints-fabric
+	./bin/greenpoints-fabric up --dir $(FABRIC_DIR)
+
+fabric-down:
+	@if [ -x bin/greenpoints-fabric ]; then ./bin/greenpoints-fabric down --dir $(FABRIC_DIR); \
+	else $(GO) run ./cmd/greenpoints-fabric down --dir $(FABRIC_DIR); fi
+
 # Each fuzz target for FUZZTIME (go test allows one target per run).
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME)
@@ -49,6 +62,11 @@ fuzz:
 # Benchmarks with production durability; figures go to docs/benchmarks.md.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./chaincode/embedded/
+
+# Balance, lots and history latency among 1,000,000 projected lots (durable
+# cluster of its own; a few minutes). Figures go to docs/benchmarks.md.
+bench-read: deps
+	$(GO) test -run '^$$' -bench '^BenchmarkRead$$' -benchtime 2000x -timeout 60m ./issuer/projection/
 
 # Pipeline load against a fresh durable demo server (bounded in count and
 # time, 127.0.0.1 only): intake latency at a fixed rate, then end-to-end

@@ -32,6 +32,7 @@ func commands() []command {
 		{"partner", "act as a partner: send signed requests, import settlement files", runPartner},
 		{"registry", "import the energy-label registry from a CSV file", runRegistry},
 		{"projection", "rebuild the read projection from the ledger", runProjection},
+		{"ledger", "onboarding on the ledger: init, register-issuer, anchor-policy", runLedger},
 		{"token", "print a consumer bearer token from the development issuer (demo only)", runToken},
 		{"version", "print the version and exit", runVersion},
 	}

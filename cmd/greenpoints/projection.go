@@ -6,11 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/greenpoints/greenpoints/internal/app"
 	"github.com/greenpoints/greenpoints/internal/config"
-	"github.com/greenpoints/greenpoints/internal/database"
-	"github.com/greenpoints/greenpoints/internal/keys"
-	"github.com/greenpoints/greenpoints/internal/logging"
 	"github.com/greenpoints/greenpoints/issuer"
 	"github.com/greenpoints/greenpoints/issuer/projection"
 )
@@ -23,7 +19,9 @@ Subcommands:
 
 const rebuildSynopsis = `Empties the read projection (balances, lots, history, item results, receipts)
 and replays every valid ledger transaction from block 0 up to the ledger's
-height when it starts, then exits. Applies pending migrations first.
+height when it starts, then exits. Applies pending migrations first. The
+ledger is the embedded one in the database, or with --ledger fabric the
+channel the --fabric-* settings name, read as the --fabric-* identity.
 Running servers need not stop: their projectors resume from the reset
 checkpoint and skip what the rebuild applied. Progress goes to stderr.`
 
@@ -47,49 +45,27 @@ func runProjection(ctx context.Context, args []string, stdout, stderr io.Writer)
 func runProjectionRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("projection rebuild", rebuildSynopsis, stderr)
 	var (
-		dbURL, keysDir, ledgerName, logLevel string
-		every                                int64
+		f     ledgerFlags
+		every int64
 	)
 	b := config.NewBinder(fs)
-	b.Secret(&dbURL, "database-url", "DATABASE_URL", "", "PostgreSQL URL, e.g. postgres://user:pass@host:5432/greenpoints")
-	b.String(&ledgerName, "ledger", "GREENPOINTS_LEDGER", app.LedgerEmbedded, "ledger backend: embedded (in-process, state and blocks in PostgreSQL)")
-	b.String(&keysDir, "keys-dir", "GREENPOINTS_KEYS_DIR", "data/keys", "directory of the development file key manager (the embedded ledger's block-signing key)")
+	f.bind(b, "the projection's (and the embedded ledger's) database")
 	b.Int64(&every, "progress-every", "GREENPOINTS_PROGRESS_EVERY", 1000, "print a progress line every this many blocks")
-	b.String(&logLevel, "log-level", "GREENPOINTS_LOG_LEVEL", "warn", "log level: debug, info, warn, error")
 	if err := parseFlags(b, args, stderr); err != nil {
 		return err
-	}
-	if dbURL == "" {
-		return fmt.Errorf("no database: set --database-url or DATABASE_URL")
-	}
-	if ledgerName != app.LedgerEmbedded {
-		return fmt.Errorf("--ledger %s: only the embedded ledger can be replayed by this build", ledgerName)
 	}
 	if every < 1 {
 		return fmt.Errorf("--progress-every must be at least 1")
 	}
-	log, err := logging.New(stderr, logLevel)
+	// The ledger is only read: on Fabric any identity of a member that may
+	// read every issuer's records (the regulator, an auditor) or the
+	// issuer's own identity for its projection.
+	o, err := f.open(ctx, stderr, true)
 	if err != nil {
 		return err
 	}
-	pool, err := database.Open(ctx, dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := database.Migrate(ctx, pool); err != nil {
-		return fmt.Errorf("migrate database: %w", err)
-	}
-	km, err := keys.NewFileManager(keysDir, keys.WithLogger(log))
-	if err != nil {
-		return fmt.Errorf("open keys: %w", err)
-	}
-	// The ledger is only read; opening it needs its signer all the same.
-	led, err := app.OpenLedger(ctx, app.Config{Ledger: ledgerName}, pool, km, log)
-	if err != nil {
-		return err
-	}
-	defer led.Close()
+	defer o.Close()
+	pool, led := o.pool, o.led
 	height, err := led.Height(ctx)
 	if err != nil {
 		return err

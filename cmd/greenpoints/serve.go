@@ -39,13 +39,18 @@ func (f *serverFlags) bind(b *config.Binder, dbDefault, keysDefault string) {
 
 // bindFabric binds the Fabric gateway settings (used with --ledger fabric):
 // serve only, the demo stays on the embedded ledger.
-func (f *serverFlags) bindFabric(b *config.Binder) {
-	fc := &f.cfg.Fabric
+func (f *serverFlags) bindFabric(b *config.Binder) { bindFabricFlags(b, &f.cfg.Fabric) }
+
+// bindFabricFlags binds the Fabric gateway settings into fc: one set of
+// flags for every command that reaches the ledger on Fabric (serve, ledger,
+// projection rebuild). The identity is the issuer's for serve, the
+// regulator's or the issuer's for the ledger commands.
+func bindFabricFlags(b *config.Binder, fc *app.FabricConfig) {
 	b.String(&fc.PeerEndpoint, "fabric-peer", "GREENPOINTS_FABRIC_PEER", "", "Fabric gateway peer, host:port (TLS)")
 	b.String(&fc.TLSCACertFile, "fabric-tls-ca", "GREENPOINTS_FABRIC_TLS_CA", "", "PEM file of the CA the gateway peer's TLS certificate chains to")
 	b.String(&fc.ServerName, "fabric-server-name", "GREENPOINTS_FABRIC_SERVER_NAME", "", "TLS server name of the gateway peer, when the --fabric-peer host is not in its certificate")
-	b.String(&fc.MSPID, "fabric-msp-id", "GREENPOINTS_FABRIC_MSP_ID", "", "MSP id of the issuer's organisation: its identity signs every ledger transaction")
-	b.String(&fc.CertFile, "fabric-cert", "GREENPOINTS_FABRIC_CERT", "", "PEM file of the issuer's Fabric client (signing) certificate")
+	b.String(&fc.MSPID, "fabric-msp-id", "GREENPOINTS_FABRIC_MSP_ID", "", "MSP id of the organisation whose identity signs (serve: the issuer's; it signs every ledger transaction)")
+	b.String(&fc.CertFile, "fabric-cert", "GREENPOINTS_FABRIC_CERT", "", "PEM file of that identity's Fabric client (signing) certificate")
 	b.String(&fc.KeyFile, "fabric-key", "GREENPOINTS_FABRIC_KEY", "", "PEM file of the private key of --fabric-cert")
 	b.String(&fc.Channel, "fabric-channel", "GREENPOINTS_FABRIC_CHANNEL", app.DefaultFabricChannel, "Fabric channel of the points contract")
 	b.String(&fc.Chaincode, "fabric-chaincode", "GREENPOINTS_FABRIC_CHAINCODE", app.DefaultFabricChaincode, "chaincode name of the points contract")

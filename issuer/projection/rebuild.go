@@ -17,10 +17,16 @@ const (
 	rebuildGroupBytes = 256 << 20
 	// The ledger interface cannot say which transaction is the last valid
 	// one at a height, so Rebuild stops when the subscription goes quiet:
-	// briefly once it has delivered the height's block, longer before (a
-	// page of large transactions takes a while to read).
-	rebuildQuietAtHeight = 300 * time.Millisecond
-	rebuildQuiet         = 5 * time.Second
+	// briefly once it has delivered the last block, longer before (a page
+	// of large transactions takes a while to read). Which block is the last
+	// depends on the backend: the embedded ledger numbers blocks from 1, so
+	// its last is the height; Fabric from 0 (the channel's genesis block),
+	// so its last is height-1, which is never >= height. At height-1 Rebuild
+	// waits rebuildQuietNearHeight: the end on Fabric, and on the embedded
+	// ledger one committed block before the end, which is read at once.
+	rebuildQuietAtHeight   = 300 * time.Millisecond
+	rebuildQuietNearHeight = time.Second
+	rebuildQuiet           = 5 * time.Second
 )
 
 // Rebuild empties the projection and replays the ledger from block 0 up to
@@ -45,8 +51,11 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, led issuer.Ledger, progres
 		groupBytes: rebuildGroupBytes,
 		reset:      true,
 		fill: func(last issuer.Checkpoint) time.Duration {
-			if last.Block >= height {
+			switch {
+			case last.Block >= height:
 				return rebuildQuietAtHeight
+			case last.Block+1 == height:
+				return rebuildQuietNearHeight
 			}
 			return rebuildQuiet
 		},
