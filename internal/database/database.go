@@ -65,6 +65,10 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*pgxpool.Poo
 		return nil, fmt.Errorf("invalid database URL %s (%s); check --database-url / DATABASE_URL (e.g. postgres://user:password@host:5432/dbname)",
 			MaskURL(databaseURL), parseReason(err))
 	}
+	// JIT compilation costs tens of milliseconds and only pays off for long
+	// analytical queries; ours are short, and one bad row estimate made a
+	// balance read JIT-compile (docs/benchmarks.md, issue 6).
+	cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	for _, fn := range o.configure {
 		fn(cfg)
 	}

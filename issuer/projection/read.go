@@ -82,13 +82,23 @@ func (p *Projector) Lots(ctx context.Context, account string, now time.Time) ([]
 
 // queryLots reads lots as the ledger holds them, children included (the
 // lots transfers made from each, in the order the transfers happened).
+//
+// Children are looked up only for lots that transferred points out (only a
+// transfer makes a child, and it debits its source as transfer_out, which
+// never decreases): most lots never did, and the lookup was a third of an
+// account's read. The children's non-empty source_lot is implied by the
+// join, but the planner needs it written out to use the partial index
+// proj_lots_source: without it each lookup scanned the whole table
+// (docs/benchmarks.md, issue 6).
 func queryLots(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, where string, args ...any) ([]points.Lot, error) {
 	rows, err := q.Query(ctx, `SELECT l.lot_key, l.lot_id, l.account, l.issuer, l.amount, l.remaining, l.grams, l.grams_remaining,
 			l.issued_at, l.expires_at, l.category, l.rule_id, l.rule_version, l.methodology_id, l.methodology_version,
 			l.profile_id, l.profile_version, l.quantification_hash, l.claim, l.item_id, l.tx_id, l.source_lot,
-			ARRAY(SELECT c.lot_key FROM proj_lots c WHERE c.source_lot = l.lot_key ORDER BY c.block, c.idx, c.lot_key),
+			CASE WHEN l.transferred_out > 0 THEN
+				ARRAY(SELECT c.lot_key FROM proj_lots c WHERE c.source_lot <> '' AND c.source_lot = l.lot_key ORDER BY c.block, c.idx, c.lot_key)
+			END,
 			l.donated, l.transferred_out, l.reversed, l.expired
 		FROM proj_lots l `+where, args...)
 	if err != nil {
