@@ -18,10 +18,14 @@
 //     committed versions, all of a block's in one query.
 //   - A block is written in one PostgreSQL transaction under an advisory
 //     lock, so several server instances can share one database and still
-//     build a single chain. Each block commits to its transactions (data
-//     hash), to its predecessor (previous header hash) and is signed with the
-//     issuer's Ed25519 key; VerifyChain checks all of it, and that the world
-//     state is the fold of the verified writes.
+//     build a single chain. Blocks are pipelined: block N+1 is validated on
+//     block N's writes and starts writing while N is still being written,
+//     then commits only once it holds the lock and finds N at the head
+//     (otherwise it rolls back and its transactions are validated again).
+//     Each block commits to its transactions (data hash), to its
+//     predecessor (previous header hash) and is signed with the issuer's
+//     Ed25519 key; VerifyChain checks all of it, and that the world state
+//     is the fold of the verified writes.
 //
 // It is one organisation's ledger, for the demo, development and
 // single-issuer pilots: whoever controls the database controls the ledger, and
