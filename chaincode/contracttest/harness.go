@@ -79,7 +79,7 @@ var (
 	anchorsEffective = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	suiteProfile     = points.ProfileArgs{
 		Timezone: "Asia/Shanghai", MaxValidityDays: 3650, TransfersAllowed: true,
-		TransferMaxPoints: 1000, TransferMaxPointsPerMonth: 1500, PointValueFen: 2,
+		TransferMaxPoints: 1000, TransferMaxPointsPerMonth: 1500, PointValueFen: 2, GraceDays: 10,
 	}
 )
 

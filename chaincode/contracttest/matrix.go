@@ -102,6 +102,12 @@ var matrix = []matrixRow{
 	{"SweepExpired", func(w *world, _ *matrixFixture, _ string) any {
 		return points.SweepArgs{Bucket: "20200101"}
 	}, bothIssuers, nil},
+	{"ExtendLots", func(w *world, _ *matrixFixture, _ string) any {
+		// An unknown lot: each item is judged on its own, so the call
+		// succeeds and changes nothing; another issuer's lot is rejected
+		// per item (not_lot_issuer, GraceExtension).
+		return points.ExtendLotsArgs{Items: []points.ExtendItem{{LotKey: "lot/" + w.a1 + "/000000000001/" + hex64("none")[:32], NewExpiresAt: days(10), Reason: "mx"}}}
+	}, bothIssuers, nil},
 	{"Reverse", func(w *world, _ *matrixFixture, _ string) any {
 		return points.ReverseArgs{Claim: w.claim("m1"), Reason: "refund", ItemID: "mx"}
 	}, ownerIssuer, map[string]string{colIssuerB: "not_claim_owner"}},

@@ -43,6 +43,8 @@ var tests = []testCase{
 	// subclaim_cases.go
 	{"SubClaims", testSubClaims},
 	{"SubClaimBatches", testSubClaimBatches},
+	// extend_cases.go
+	{"GraceExtension", testGraceExtension},
 }
 
 func testRegistry(w *world) {

@@ -44,13 +44,16 @@ func profileOf(p *ProfileArgs) (Profile, error) {
 	if p.NoticeDays != nil {
 		notice = *p.NoticeDays
 	}
+	if p.GraceDays < 0 || p.GraceDays > MaxValidityDaysLimit {
+		return Profile{}, errInvalid("invalid_grace_days", "profile.graceDays", "graceDays must be 0 to %d", MaxValidityDaysLimit)
+	}
 	if notice < 0 || notice > 3650 {
 		return Profile{}, errInvalid("invalid_notice_days", "profile.noticeDays", "noticeDays must be 0 to 3650")
 	}
 	return Profile{
 		Timezone: p.Timezone, MaxValidityDays: p.MaxValidityDays, TransfersAllowed: p.TransfersAllowed,
 		TransferMaxPoints: p.TransferMaxPoints, TransferMaxPointsPerMonth: p.TransferMaxPointsPerMonth,
-		NoticeDays: notice, PointValueFen: p.PointValueFen,
+		NoticeDays: notice, PointValueFen: p.PointValueFen, GraceDays: p.GraceDays,
 	}, nil
 }
 
@@ -63,6 +66,7 @@ func reducesRights(prev, next Profile) bool {
 	lowerCap := func(p, n int64) bool { return n != 0 && (p == 0 || n < p) }
 	return next.MaxValidityDays < prev.MaxValidityDays ||
 		next.NoticeDays < prev.NoticeDays ||
+		next.GraceDays < prev.GraceDays ||
 		(prev.TransfersAllowed && !next.TransfersAllowed) ||
 		(next.TransfersAllowed && lowerCap(prev.TransferMaxPoints, next.TransferMaxPoints)) ||
 		(next.TransfersAllowed && lowerCap(prev.TransferMaxPointsPerMonth, next.TransferMaxPointsPerMonth))

@@ -34,6 +34,7 @@ type ProfileArgs struct {
 	TransferMaxPointsPerMonth int64  `json:"transferMaxPointsPerMonth"`
 	NoticeDays                *int64 `json:"noticeDays"` // absent: DefaultNoticeDays
 	PointValueFen             int64  `json:"pointValueFen"`
+	GraceDays                 int64  `json:"graceDays,omitempty"` // absent: 0, no grace extension
 }
 
 // AnchorVersionArgs are the arguments of AnchorVersion.

@@ -123,6 +123,7 @@ func New() *Contract {
 		"IssueBatch":   {access: accessIssuer, run: bind(issueBatch)},
 		"Reverse":      {access: accessIssuer, run: bind(reverse)},
 		"SweepExpired": {access: accessIssuer, run: bind(sweepExpired)},
+		"ExtendLots":   {access: accessIssuer, run: bind(extendLots)},
 
 		"CreateFamily": {access: accessIssuer, run: bind(createFamily)},
 		"InviteMember": {access: accessIssuer, run: bind(inviteMember)},

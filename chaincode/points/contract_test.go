@@ -15,7 +15,7 @@ func TestFunctionsAndReadOnly(t *testing.T) {
 	t.Parallel()
 	c := New()
 	fns := c.Functions()
-	if len(fns) != 30 {
+	if len(fns) != 31 {
 		t.Errorf("%d functions: %v", len(fns), fns)
 	}
 	for _, fn := range fns {

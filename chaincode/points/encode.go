@@ -74,6 +74,13 @@ func (l *Lot) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, l.Reversed, 10)
 	b = append(b, `,"expired":`...)
 	b = strconv.AppendInt(b, l.Expired, 10)
+	if l.Extension != nil { // rare, so encoding/json; its times are validated ones and cannot fail to encode
+		raw, err := json.Marshal(l.Extension)
+		if err == nil {
+			b = append(b, `,"extension":`...)
+			b = append(b, raw...)
+		}
+	}
 	return append(b, '}')
 }
 
@@ -295,6 +302,9 @@ func (c *Change) appendJSON(b []byte) ([]byte, error) {
 	}
 	if err == nil && c.Project != nil {
 		err = other("project", c.Project)
+	}
+	if err == nil && c.Extension != nil {
+		err = other("extension", c.Extension)
 	}
 	if err != nil {
 		return nil, err

@@ -38,6 +38,10 @@ func TestLotEncodingMatchesEncodingJSON(t *testing.T) {
 		case 2:
 			l.Children = rapid.SliceOf(str).Draw(t, "kids")
 		}
+		if rapid.Bool().Draw(t, "extended") {
+			l.Extension = &LotExtension{LotID: str.Draw(t, "xid"), FromKey: str.Draw(t, "xfrom"), ToKey: str.Draw(t, "xto"),
+				From: tm("xf"), To: tm("xt"), Reason: str.Draw(t, "xr"), NoticeRef: str.Draw(t, "xn"), At: tm("xa"), TxID: str.Draw(t, "xtx")}
+		}
 		want, err := json.Marshal(lotPlain(l))
 		if err != nil {
 			t.Fatal(err)

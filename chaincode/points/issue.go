@@ -297,13 +297,8 @@ func (t *txn) issueItem(index int, it *IssueItem, r *ItemResult) error {
 			return err
 		}
 	}
-	if err := t.put(key, &lot); err != nil {
+	if err := t.placeLot(&lot); err != nil {
 		return err
-	}
-	if lot.Remaining > 0 {
-		if err := t.put(expiryKey(t.caller, exp, key), key); err != nil {
-			return err
-		}
 	}
 	c := Claim{
 		Claim: it.Claim, Issuer: t.caller, ItemID: it.ItemID, Account: it.Account, LotKey: key, LotID: id,

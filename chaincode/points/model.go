@@ -95,6 +95,9 @@ type Profile struct {
 	NoticeDays int64 `json:"noticeDays"`
 	// PointValueFen is what one donated point funds, in fen.
 	PointValueFen int64 `json:"pointValueFen"`
+	// GraceDays is how far ExtendLots may push the expiry of a lot issued
+	// under this profile; 0 (profiles anchored before it existed) allows none.
+	GraceDays int64 `json:"graceDays,omitempty"`
 }
 
 // Anchor is an anchored rule, methodology or profile version.
@@ -209,6 +212,9 @@ type Lot struct {
 	TransferredOut int64    `json:"transferredOut"`
 	Reversed       int64    `json:"reversed"`
 	Expired        int64    `json:"expired"`
+	// Extension is the lot's one grace extension (ExtendLots); nil when
+	// it has none.
+	Extension *LotExtension `json:"extension,omitempty"`
 }
 
 // Debt is what an account owes after reversals whose points were already used.
@@ -316,6 +322,7 @@ const (
 	ChangeDonationAcknowledged = "donation_acknowledged"
 	ChangeFamilyChanged        = "family_changed"
 	ChangeCharityChanged       = "charity_changed"
+	ChangeLotExtended          = "lot_extended"
 )
 
 // Causes of lot_created and lot_debited, and of debt_changed.
@@ -354,6 +361,7 @@ type Change struct {
 	Subject   string          `json:"subject,omitempty"`   // family_changed: the account acted on
 	Charity   *Charity        `json:"charity,omitempty"`   // charity_changed
 	Project   *Project        `json:"project,omitempty"`   // charity_changed (projects)
+	Extension *LotExtension   `json:"extension,omitempty"` // lot_extended
 }
 
 // Debit is points (and their grams) leaving a lot.

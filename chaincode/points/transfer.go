@@ -100,10 +100,7 @@ func transfer(t *txn, a *TransferArgs) (any, error) {
 		if err := t.putLot(src); err != nil {
 			return nil, err
 		}
-		if err := t.put(key, &child); err != nil {
-			return nil, err
-		}
-		if err := t.put(expiryKey(child.Issuer, child.ExpiresAt, key), key); err != nil {
+		if err := t.placeLot(&child); err != nil {
 			return nil, err
 		}
 		created := child
