@@ -87,7 +87,7 @@ func newEnv(t *testing.T, accounts ...string) *env {
 	e.submit(bank, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorMethodology, ID: methRef.ID, Version: methRef.Version, SHA256: hex64("m"), EffectiveAt: eff})
 	nd := int64(30)
 	e.submit(bank, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorProfile, ID: profRef.ID, Version: profRef.Version, SHA256: e.prof.SHA256(), EffectiveAt: eff,
-		Profile: &points.ProfileArgs{Timezone: "Asia/Shanghai", MaxValidityDays: 3650, NoticeDays: &nd, PointValueFen: 1}})
+		Profile: &points.ProfileArgs{Timezone: "Asia/Shanghai", MaxValidityDays: 3650, NoticeDays: &nd, PointValueFen: 1, GraceDays: int64(e.prof.GraceDays)}})
 	var open points.OpenAccountsArgs
 	for _, a := range accounts {
 		open.Accounts = append(open.Accounts, points.OpenAccountArgs{AccountID: a, Kind: points.KindConsumer})

@@ -2,8 +2,9 @@
 // done: reminders before their points expire (at the compliance profile's
 // offsets, through an outbox with retries, quiet hours and pluggable
 // senders), notices of changes that reduce their rights (to every holder,
-// the notice period ahead), grace records for points that expired although
-// no reminder reached their holder, the expiry sweep that records expiry on
+// the notice period ahead), the grace extension on the ledger of lots no
+// reminder reached (grace records for those that expired anyway), the
+// expiry sweep that records expiry on
 // the ledger in bounded chunks, and the Merkle anchoring of every finished
 // notification so an auditor can check that no point expired unannounced.
 //
@@ -192,13 +193,15 @@ type CycleReport struct {
 	Skipped   bool // another instance holds the issuer's cycle
 	Reminders int
 	Notices   int
+	Extended  int // lots whose expiry ExtendGrace extended
 	Grace     int
 	Sweep     SweepReport
 	Batches   []Batch
 }
 
 // Cycle runs the periodic jobs once for now, in this order: reminders,
-// rights notices, grace records, the sweep and anchoring. The grace check
+// rights notices, grace extensions (before expiry), grace records (after
+// expiry, for lots not extended), the sweep and anchoring. The grace check
 // runs before the sweep so that it sees every lot that expired. Only one
 // instance runs an issuer's cycle at a time (a session advisory lock);
 // the others skip.
@@ -232,6 +235,9 @@ func (s *Service) Cycle(ctx context.Context, now time.Time) (CycleReport, error)
 	}
 	if r.Notices, err = s.EnqueueNotices(ctx, now); err != nil {
 		return r, fmt.Errorf("rights notices: %w", err)
+	}
+	if r.Extended, err = s.ExtendGrace(ctx, now); err != nil {
+		return r, fmt.Errorf("grace extension: %w", err)
 	}
 	if r.Grace, err = s.RecordGrace(ctx, now); err != nil {
 		return r, fmt.Errorf("grace: %w", err)
@@ -274,7 +280,7 @@ func (s *Service) Run(ctx context.Context) error {
 		case err != nil && ctx.Err() == nil:
 			s.log.Warn("expiry and notices cycle failed", "err", err)
 		case err == nil && !r.Skipped:
-			s.log.Info("expiry and notices cycle", "reminders", r.Reminders, "notices", r.Notices, "grace", r.Grace,
+			s.log.Info("expiry and notices cycle", "reminders", r.Reminders, "notices", r.Notices, "extended", r.Extended, "grace", r.Grace,
 				"swept_lots", r.Sweep.Lots, "swept_points", r.Sweep.Points, "sweep_txs", r.Sweep.Txs, "batches", len(r.Batches))
 		}
 		sleep(ctx, s.cfg.Interval)

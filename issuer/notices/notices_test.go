@@ -460,3 +460,68 @@ func hexOf(h merkle.Hash) string {
 	}
 	return string(b)
 }
+
+// TestGraceExtensionBeforeExpiry: in the last reminder window, the lot of a
+// holder no reminder reached is extended on the ledger by the profile's
+// graceDays, once; a reached holder's lot is not, nor is a lot whose
+// reminder is still pending.
+func TestGraceExtensionBeforeExpiry(t *testing.T) {
+	e := newEnv(t, "ok", "mute")
+	ctx := context.Background()
+	now := e.now().Truncate(time.Second)
+	exp := now.Add(20 * time.Hour) // inside the 1-day window
+	keys := e.issue(lotSpec{"ok", 70, exp}, lotSpec{"mute", 50, exp})
+	s := e.service(Config{Preferences: quietPrefs{}, AnchorAfter: -1})
+
+	// The cycle makes the last reminders; while they are pending nothing
+	// is extended.
+	r, err := s.Cycle(ctx, now)
+	if err != nil || r.Reminders != 2 || r.Extended != 0 {
+		t.Fatalf("first cycle = %+v, %v; want 2 reminders, no extension", r, err)
+	}
+	if _, err := s.Deliver(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	r, err = s.Cycle(ctx, now.Add(time.Minute))
+	if err != nil || r.Extended != 1 {
+		t.Fatalf("second cycle = %+v, %v; want 1 extension", r, err)
+	}
+
+	lotOf := func(account string) points.Lot {
+		t.Helper()
+		ls := evalInto[points.LotsPage](e, bank, "GetLots", points.PageArgs{Account: account}).Lots
+		if len(ls) != 1 {
+			t.Fatalf("%s holds %d lots", account, len(ls))
+		}
+		return ls[0].Lot
+	}
+	until := exp.Add(30 * 24 * time.Hour).UTC()
+	if l := lotOf("mute"); l.Key == keys[1] || !l.ExpiresAt.Equal(until) || l.Remaining != 50 || l.Extension == nil ||
+		l.Extension.FromKey != keys[1] || l.Extension.Reason != GraceUndelivered || l.Extension.NoticeRef == "" {
+		t.Errorf("undeliverable holder's lot %+v (extension %+v); want it moved to expire at %s", l, l.Extension, until)
+	}
+	if l := lotOf("ok"); l.Key != keys[0] || !l.ExpiresAt.Equal(exp) || l.Extension != nil {
+		t.Errorf("reached holder's lot %+v; want it unchanged", l)
+	}
+	g, ok, err := s.Grace(ctx, keys[1])
+	if err != nil || !ok || !g.GraceUntil.Equal(until) || g.Points != 50 || g.GraceDays != 30 || g.Reason != GraceUndelivered {
+		t.Errorf("grace record %+v, %v, %v", g, ok, err)
+	}
+	if _, ok, _ := s.Grace(ctx, keys[0]); ok {
+		t.Errorf("the reached holder has a grace record")
+	}
+
+	// Once the projection has the move, later cycles leave the lot alone.
+	e.wait(e.submit(bank, "GetBalance", points.AccountArgs{Account: "mute"}))
+	if l := lotOf("mute"); l.Key == keys[1] {
+		t.Fatal("the lot did not move")
+	}
+	for _, at := range []time.Time{now.Add(2 * time.Minute), exp.Add(-time.Minute)} {
+		if _, err := s.Deliver(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.Cycle(ctx, at); err != nil || r.Extended != 0 || r.Grace != 0 {
+			t.Errorf("cycle at %s = %+v, %v; want no extension, no grace record", at, r, err)
+		}
+	}
+}

@@ -126,7 +126,7 @@ func (p *Policy) Anchor(ctx context.Context, led issuer.Ledger, issuerMSP string
 		nd := int64(pr.NoticeDays)
 		as = append(as, points.AnchorVersionArgs{Kind: points.AnchorProfile, ID: pr.ID, Version: pr.Version, SHA256: pr.SHA256(), EffectiveAt: pr.EffectiveAt,
 			Profile: &points.ProfileArgs{Timezone: pr.Timezone, MaxValidityDays: int64(pr.MaxValidityDays), TransfersAllowed: pr.TransfersAllowed,
-				TransferMaxPoints: pr.TransferMaxPoints, TransferMaxPointsPerMonth: pr.TransferMaxPointsPerMonth, NoticeDays: &nd, PointValueFen: pr.PointValueFen}})
+				TransferMaxPoints: pr.TransferMaxPoints, TransferMaxPointsPerMonth: pr.TransferMaxPointsPerMonth, NoticeDays: &nd, PointValueFen: pr.PointValueFen, GraceDays: int64(pr.GraceDays)}})
 	}
 	for _, a := range as {
 		if done[a.Kind+"/"+a.ID+"/"+a.Version+"/"+a.SHA256] {

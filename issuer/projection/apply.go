@@ -76,15 +76,21 @@ func applyGroup(ctx context.Context, pool *pgxpool.Pool, name string, prev issue
 		if p != stored {
 			return errMoved
 		}
+		w := newWriter(tx)
 		var g groupRows
 		for i := start; i < len(txs); i++ {
 			if err := g.add(&txs[i], evs[i]); err != nil {
 				return err
 			}
-		}
-		w := newWriter(tx)
-		if err := g.write(ctx, w); err != nil {
-			return err
+			// A lot extension renames a lot's row: write what came before
+			// (and the move) before folding the changes that follow.
+			if len(g.extensions) > 0 || i == len(txs)-1 {
+				if err := g.write(ctx, w); err != nil {
+					return err
+				}
+				g.writeExtensions(w)
+				g = groupRows{}
+			}
 		}
 		last := txs[len(txs)-1]
 		w.queue(`UPDATE proj_checkpoint SET block = $2, idx = $3, tx_id = $4, applied = applied + $5, updated_at = now() WHERE name = $1`,

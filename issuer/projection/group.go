@@ -29,6 +29,11 @@ type groupRows struct {
 	movements []movementRow
 	items     []itemRow
 
+	// extensions move lots to new keys (ExtendLots). applyGroup ends a
+	// group after a transaction that has them, so that they apply after
+	// every earlier change and before every later one.
+	extensions []*points.LotExtension
+
 	lots     keyed[lotRow]
 	claims   keyed[claimRow]
 	receipts keyed[receiptRow]
@@ -231,6 +236,8 @@ func (g *groupRows) add(t *issuer.CommittedTx, ev *points.Event) error {
 			g.receipts.add(c.Receipt.ReceiptID, &receiptRow{created: true, receipt: c.Receipt, tx: t, first: where})
 		case points.ChangeDonationAcknowledged:
 			g.acknowledge(where, c.Receipt)
+		case points.ChangeLotExtended:
+			g.extensions = append(g.extensions, c.Extension)
 		case points.ChangeTransferRecorded, points.ChangeRegulatorSet, points.ChangeMemberChanged,
 			points.ChangeAnchorRecorded, points.ChangeCharityChanged:
 			// Not projected (yet): the registry, anchors and charities are
@@ -352,6 +359,8 @@ func hasPayload(c *points.Change) bool {
 		return c.Receipt != nil
 	case points.ChangeTransferRecorded:
 		return c.Transfer != nil
+	case points.ChangeLotExtended:
+		return c.Extension != nil
 	}
 	return true
 }

@@ -454,3 +454,15 @@ func receiptArgs(rs []*receiptRow) []any {
 	}
 	return []any{id, donor, iss, charity, project, pts, grams, fen, profID, profV, tx, block, idx, ts, reqHash, acked, ackedAt}
 }
+
+// writeExtensions moves extended lots to their new keys and expiry, and
+// repoints what names them by key: transfer lots' source_lot and claims
+// (sub-claims too) that name the lot. No point moves, so no movement row.
+func (g *groupRows) writeExtensions(w *writer) {
+	for _, e := range g.extensions {
+		w.queue(`UPDATE proj_lots SET lot_key = $2, expires_at = $3 WHERE lot_key = $1 AND expires_at = $4 AND lot_id = $5`,
+			[]any{e.FromKey, e.ToKey, e.To.UTC(), e.From.UTC(), e.LotID}, expectOne("extension of lot "+e.FromKey))
+		w.queue(`UPDATE proj_lots SET source_lot = $2 WHERE source_lot = $1`, []any{e.FromKey, e.ToKey}, nil)
+		w.queue(`UPDATE proj_claims SET lot_key = $2 WHERE lot_key = $1`, []any{e.FromKey, e.ToKey}, nil)
+	}
+}
