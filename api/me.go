@@ -50,7 +50,7 @@ type TokenVerifier interface {
 // projection (issuer/projection.Projector) plus family lookups.
 type ConsumerReads interface {
 	Balance(ctx context.Context, account string, now time.Time) (points.Balance, error)
-	Lots(ctx context.Context, account string, now time.Time) ([]points.Lot, error)
+	LotsPage(ctx context.Context, account string, now time.Time, cursor string, limit int) ([]points.Lot, string, error)
 	Movements(ctx context.Context, account, cursor string, limit int) ([]projection.Movement, string, error)
 	WaitFor(ctx context.Context, txID string) (issuer.Checkpoint, error)
 	// Family returns a family as projected. Errors: not_found/family_not_found.
@@ -112,6 +112,7 @@ func (s *Server) Consumers(d ConsumerDeps) {
 	me := s.v1.Group("/me", h.authenticate)
 	me.GET("/balance", h.balance)
 	me.GET("/history", h.history)
+	me.GET("/lots", h.lots)
 	me.GET("/family", h.family)
 	me.POST("/family", h.createFamily)
 	me.POST("/family/invitations", h.invite)
@@ -329,8 +330,21 @@ type BalanceJSON struct {
 	Debt         int64      `json:"debt"` // points owed from reversals, settled by future issuances
 	FamilyID     string     `json:"familyId,omitempty"`
 	AsOf         time.Time  `json:"asOf"`
-	Lots         []LotJSON  `json:"lots"`
+	// Lots are the earliest-expiring BalanceLots lots; LotsNext, when set,
+	// is the cursor of GET /v1/me/lots for the rest (an account may hold
+	// thousands: one response must stay small and fast).
+	Lots     []LotJSON `json:"lots"`
+	LotsNext string    `json:"lotsNext,omitempty"`
 }
+
+// LotsJSON is the body of GET /v1/me/lots.
+type LotsJSON struct {
+	Lots       []LotJSON `json:"lots"`
+	NextCursor string    `json:"nextCursor,omitempty"` // absent after the last page
+}
+
+// BalanceLots is how many lots GET /v1/me/balance lists.
+const BalanceLots = 100
 
 // ownBalance reads a balance, rejecting accounts of other issuers sharing the projection:
 // this server speaks for its own issuer's consumers only.
@@ -350,19 +364,65 @@ func (h *meHandlers) balance(c *gin.Context) {
 		WriteError(c, err)
 		return
 	}
-	lots, err := h.d.Reads.Lots(c, who.Subject, now)
+	lots, next, err := h.d.Reads.LotsPage(c, who.Subject, now, "", BalanceLots)
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	out := BalanceJSON{Account: b.Account, Total: b.Total, ExpiringSoon: b.ExpiringSoon, NextExpiry: b.NextExpiry, Debt: b.Debt,
-		FamilyID: b.FamilyID, AsOf: b.AsOf, Lots: make([]LotJSON, 0, len(lots))}
+	c.JSON(http.StatusOK, BalanceJSON{Account: b.Account, Total: b.Total, ExpiringSoon: b.ExpiringSoon, NextExpiry: b.NextExpiry, Debt: b.Debt,
+		FamilyID: b.FamilyID, AsOf: b.AsOf, Lots: lotsJSON(lots), LotsNext: next})
+}
+
+func lotsJSON(lots []points.Lot) []LotJSON {
+	out := make([]LotJSON, 0, len(lots))
 	for _, l := range lots {
-		out.Lots = append(out.Lots, LotJSON{LotID: l.ID, Points: l.Remaining, Grams: l.GramsRemaining, Category: l.Category,
+		out = append(out, LotJSON{LotID: l.ID, Points: l.Remaining, Grams: l.GramsRemaining, Category: l.Category,
 			IssuedAt: l.IssuedAt, ExpiresAt: l.ExpiresAt, RuleVersion: versionJSON(l.RuleVersion),
 			MethodologyVersion: versionJSON(l.MethodologyVersion), ProfileVersion: versionJSON(l.ProfileVersion), Transferred: l.SourceLot != ""})
 	}
-	c.JSON(http.StatusOK, out)
+	return out
+}
+
+// lots pages through the consumer's usable lots, earliest expiry first.
+func (h *meHandlers) lots(c *gin.Context) {
+	who := me(c)
+	now := h.d.Now()
+	if _, err := h.ownBalance(c, who.Subject, now); err != nil {
+		WriteError(c, err)
+		return
+	}
+	limit, cursor, ok := pageQuery(c, projection.MaxLotsPage, 50)
+	if !ok {
+		return
+	}
+	lots, next, err := h.d.Reads.LotsPage(c, who.Subject, now, cursor, limit)
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, LotsJSON{Lots: lotsJSON(lots), NextCursor: next})
+}
+
+// pageQuery reads ?limit (1..maxLimit, default def) and ?cursor, writing
+// the problem itself when they are bad.
+func pageQuery(c *gin.Context, maxLimit, def int) (int, string, bool) {
+	limit := def
+	if v, ok := c.GetQuery("limit"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			WriteError(c, &apperr.Error{Code: apperr.Invalid, Reason: ReasonInvalidQuery,
+				Detail: fmt.Sprintf("limit must be an integer from 1 to %d", maxLimit),
+				Fields: []apperr.FieldError{{Field: "limit", Reason: "max", Detail: fmt.Sprintf("limit must be 1 to %d", maxLimit)}}})
+			return 0, "", false
+		}
+		limit = n
+	}
+	cursor := c.Query("cursor")
+	if len(cursor) > 256 {
+		WriteError(c, apperr.New(apperr.Invalid, "invalid_cursor", "the cursor is not one this API returned"))
+		return 0, "", false
+	}
+	return limit, cursor, true
 }
 
 // MovementJSON is one entry of the history.
@@ -407,20 +467,8 @@ func describe(m projection.Movement) string {
 }
 
 func (h *meHandlers) history(c *gin.Context) {
-	limit := 0
-	if v, ok := c.GetQuery("limit"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxHistoryPage {
-			WriteError(c, &apperr.Error{Code: apperr.Invalid, Reason: ReasonInvalidQuery,
-				Detail: fmt.Sprintf("limit must be an integer from 1 to %d", MaxHistoryPage),
-				Fields: []apperr.FieldError{{Field: "limit", Reason: "max", Detail: fmt.Sprintf("limit must be 1 to %d", MaxHistoryPage)}}})
-			return
-		}
-		limit = n
-	}
-	cursor := c.Query("cursor")
-	if len(cursor) > 256 {
-		WriteError(c, apperr.New(apperr.Invalid, "invalid_cursor", "the cursor is not one this API returned"))
+	limit, cursor, ok := pageQuery(c, MaxHistoryPage, 0)
+	if !ok {
 		return
 	}
 	ms, next, err := h.d.Reads.Movements(c, me(c).Subject, cursor, limit)

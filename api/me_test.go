@@ -61,7 +61,7 @@ func TestConsumerRoutesNeedAToken(t *testing.T) {
 			t.Errorf("%s %s: %d %v %s", r.Method, r.Path, rec.Code, rec.Header(), rec.Body)
 		}
 	}
-	if n != 12 {
-		t.Errorf("%d /v1/me routes, want 12", n)
+	if n != 13 {
+		t.Errorf("%d /v1/me routes, want 13", n)
 	}
 }
