@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -20,11 +19,8 @@ import (
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/hyperledger/fabric-gateway/pkg/hash"
 	"github.com/hyperledger/fabric-gateway/pkg/identity"
-	"github.com/hyperledger/fabric-protos-go-apiv2/gateway"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
 
 	"github.com/greenpoints/greenpoints/chaincode/contracttest"
 	"github.com/greenpoints/greenpoints/chaincode/fabric"
@@ -251,21 +247,6 @@ const maxBenchRetries = 5
 
 var mismatches atomic.Int64
 
-// gatewayMismatch is the gateway's "ProposalResponsePayloads do not match"
-// abort (fabric.Ledger maps it to conflict/endorsement_mismatch).
-func gatewayMismatch(err error) bool {
-	var d interface{ Details() []*gateway.ErrorDetail }
-	if status.Code(err) != codes.Aborted || !errors.As(err, &d) {
-		return false
-	}
-	for _, detail := range d.Details() {
-		if strings.Contains(detail.GetMessage(), "ProposalResponsePayloads do not match") {
-			return true
-		}
-	}
-	return false
-}
-
 // viaGateway submits with fabric-gateway directly as the issuer: endorse,
 // submit, commit status, and nothing else. It isolates the network's rate
 // from the ledger client's per-transaction block lookup.
@@ -313,7 +294,7 @@ func viaGateway(b *testing.B, p *pointsBench) (contracttest.SubmitFunc, func()) 
 				return nil, fmt.Errorf("viaGateway signs as %s only", benchIssuer)
 			}
 			out, commit, err := contract.SubmitAsync(prop.Function, client.WithBytesArguments(prop.Args))
-			for attempt := 0; gatewayMismatch(err) && attempt < maxBenchRetries; attempt++ {
+			for attempt := 0; fabric.EndorsementMismatch(err) && attempt < maxBenchRetries; attempt++ {
 				mismatches.Add(1)
 				out, commit, err = contract.SubmitAsync(prop.Function, client.WithBytesArguments(prop.Args))
 			}

@@ -269,7 +269,7 @@ func mapError(err error, what string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return apperr.Wrap(err, apperr.Unavailable, "ledger_timeout", "%s: no answer in time", what)
 	}
-	if endorsementMismatch(err) {
+	if EndorsementMismatch(err) {
 		return apperr.Wrap(err, apperr.Conflict, "endorsement_mismatch",
 			"%s: the endorsing peers simulated different results (one had committed a block the other had not yet): endorse it again", what)
 	}
@@ -280,13 +280,13 @@ func mapError(err error, what string) error {
 	return apperr.Wrap(err, apperr.Internal, "ledger_error", "%s failed", what)
 }
 
-// endorsementMismatch reports whether the gateway aborted an endorsement
+// EndorsementMismatch reports whether the gateway aborted an endorsement
 // because the endorsers' responses differed. With several endorsing
 // organisations (issuer AND regulator) under load, the two peers may
 // simulate at different heights and read different versions; a new
 // proposal, endorsed again, succeeds. The gateway says so only in its
 // error details.
-func endorsementMismatch(err error) bool {
+func EndorsementMismatch(err error) bool {
 	var d interface{ Details() []*gateway.ErrorDetail }
 	if status.Code(err) != codes.Aborted || !errors.As(err, &d) {
 		return false
