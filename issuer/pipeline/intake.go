@@ -203,18 +203,23 @@ func (s *Service) receiveOnce(ctx context.Context, req Request, evs []event) (*R
 	bodySum := sha256.Sum256(req.Body)
 	err := database.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		// Claim the webhook id first: a concurrent replay blocks here until
-		// this transaction ends, then finds the stored response.
-		tag, err := tx.Exec(ctx, `INSERT INTO partner_requests (id, partner_id, webhook_id, route, body, body_sha256,
+		// this transaction ends, then finds the stored response. The
+		// events' locks travel in the same round trip.
+		var claimed int64
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO partner_requests (id, partner_id, webhook_id, route, body, body_sha256,
 			signature, key_id, signed_at, response_status, response)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '') ON CONFLICT (partner_id, webhook_id) DO NOTHING`,
-			resp.RequestID, req.Partner.ID, req.WebhookID, req.Route, req.Body, bodySum[:], req.Signature, req.KeyID, req.SignedAt)
-		if err != nil {
+			resp.RequestID, req.Partner.ID, req.WebhookID, req.Route, req.Body, bodySum[:], req.Signature, req.KeyID, req.SignedAt).
+			Exec(func(ct pgconn.CommandTag) error { claimed = ct.RowsAffected(); return nil })
+		queueLocks(b, eventLocks(req.Partner.ID, evs))
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("record request: %w", err)
 		}
-		if tag.RowsAffected() == 0 {
+		if claimed == 0 {
 			return s.replay(ctx, tx, req, bodySum[:])
 		}
-		w := &work{s: s, tx: tx, req: req, requestID: resp.RequestID, now: s.cfg.Now()}
+		w := &work{s: s, tx: tx, req: req, requestID: resp.RequestID, now: s.cfg.Now(), final: &pgx.Batch{}}
 		conflicts, err := w.run(ctx, evs, resp.Events)
 		if err != nil {
 			return err
@@ -227,8 +232,11 @@ func (s *Service) receiveOnce(ctx context.Context, req Request, evs []event) (*R
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE partner_requests SET response_status = 202, response = $2 WHERE id = $1`, resp.RequestID, body)
-		return err
+		w.final.Queue(`UPDATE partner_requests SET response_status = 202, response = $2 WHERE id = $1`, resp.RequestID, body)
+		if err := tx.SendBatch(ctx, w.final).Close(); err != nil {
+			return fmt.Errorf("record outcomes: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -134,6 +134,21 @@ func priceWith(pol *Policy, prof rules.Profile, iss *issuance, recs []quantify.R
 
 // insertIssuances queues issuances in the outbox, in one statement.
 func insertIssuances(ctx context.Context, tx pgx.Tx, list []*issuance) error {
+	b := &pgx.Batch{}
+	if err := queueIssuances(b, list); err != nil {
+		return err
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("queue issuances: %w", err)
+	}
+	return nil
+}
+
+// queueIssuances queues insertIssuances' statement into b.
+func queueIssuances(b *pgx.Batch, list []*issuance) error {
 	if len(list) == 0 {
 		return nil
 	}
@@ -156,7 +171,7 @@ func insertIssuances(ctx context.Context, tx pgx.Tx, list []*issuance) error {
 	}
 	// Sub-claims travel as a JSON array per row (unnest cannot take an
 	// array of arrays of different lengths).
-	_, err := tx.Exec(ctx, `INSERT INTO issuances (id, kind, account, category, claim, sub_claims, local_day, occurred_at,
+	b.Queue(`INSERT INTO issuances (id, kind, account, category, claim, sub_claims, local_day, occurred_at,
 		grams, points, record, record_hash, rule_id, rule_version, methodology_id, methodology_version, not_before, status)
 		SELECT u.id, u.kind, u.acct, u.cat, u.claim, ARRAY(SELECT jsonb_array_elements_text(u.sub::jsonb)), u.day, u.at,
 			u.grams, u.pts, u.rec::jsonb, u.hash, u.rid, u.rv, u.mid, u.mv, u.nb, 'queued'
@@ -164,8 +179,5 @@ func insertIssuances(ctx context.Context, tx pgx.Tx, list []*issuance) error {
 			$9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::timestamptz[])
 			AS u(id, kind, acct, cat, claim, sub, day, at, grams, pts, rec, hash, rid, rv, mid, mv, nb)`,
 		ids, kinds, accts, cats, claims, subs, days, ats, grams, pts, recs, hashes, rids, rvs, mids, mvs, nbs)
-	if err != nil {
-		return fmt.Errorf("queue issuances: %w", err)
-	}
 	return nil
 }

@@ -30,6 +30,7 @@ type work struct {
 	req       Request
 	requestID string
 	now       time.Time
+	final     *pgx.Batch // the statements of the request's last round trip
 }
 
 // newEvent is an event recorded for the first time by this request.
@@ -51,20 +52,26 @@ func lockKey(name string) int64 {
 // lockAll takes transaction-scoped advisory locks on names, in key order:
 // two transactions locking overlapping sets never deadlock on them.
 func lockAll(ctx context.Context, tx pgx.Tx, names []string) error {
+	b := &pgx.Batch{}
+	queueLocks(b, names)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("advisory locks: %w", err)
+	}
+	return nil
+}
+
+// queueLocks queues lockAll's statements into b, so that they travel with
+// the statements around them.
+func queueLocks(b *pgx.Batch, names []string) {
 	keys := make([]int64, 0, len(names))
 	for _, n := range names {
 		keys = append(keys, lockKey(n))
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	b := &pgx.Batch{}
 	for _, k := range keys {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, k)
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("advisory locks: %w", err)
-	}
-	return nil
 }
 
 func eventLockName(partner, kind, txID string) string {
@@ -82,15 +89,7 @@ func lockAccount(ctx context.Context, tx pgx.Tx, account string) error {
 // run processes a request's events; it returns the conflicts (the request
 // is then rolled back) or fills res.
 func (w *work) run(ctx context.Context, evs []event, res []EventResult) ([]apperr.FieldError, error) {
-	// Events of one payment are serialised across requests (a refund can
-	// race its clearing through the API and a settlement file).
-	names := make([]string, len(evs))
-	for i, ev := range evs {
-		names[i] = eventLockName(w.req.Partner.ID, ev.kind, ev.txID)
-	}
-	if err := lockAll(ctx, w.tx, names); err != nil {
-		return nil, err
-	}
+	// The events' locks were taken with the request row (eventLocks).
 	news, conflicts, err := w.recordEvents(ctx, evs, res)
 	if err != nil || len(conflicts) > 0 {
 		return conflicts, err
@@ -144,7 +143,18 @@ func (w *work) run(ctx context.Context, evs []event, res []EventResult) ([]apper
 			}
 		}
 	}
-	return nil, w.recordOutcomes(ctx, news)
+	return nil, w.queueOutcomes(news)
+}
+
+// eventLocks are the names of the request's event locks: events of one
+// payment are serialised across requests (a refund can race its clearing
+// through the API and a settlement file).
+func eventLocks(partner string, evs []event) []string {
+	names := make([]string, len(evs))
+	for i, ev := range evs {
+		names[i] = eventLockName(partner, ev.kind, ev.txID)
+	}
+	return names
 }
 
 // recordEvents inserts the request's events; an event received before is a
@@ -529,13 +539,34 @@ func (w *work) queueActions(ctx context.Context, cands []*candidate) error {
 	for i, c := range cands {
 		claims[i] = c.claim
 	}
-	rows, err := w.tx.Query(ctx, `SELECT claim FROM actions WHERE claim = ANY($1)`, claims)
-	if err != nil {
-		return fmt.Errorf("look up claims: %w", err)
+	// One round trip: the claims already recorded, then the cap locks of
+	// the accounts with appliances to price and their usage (read after the
+	// locks are granted; a candidate found taken was priced for nothing).
+	var takenList []string
+	b := &pgx.Batch{}
+	b.Queue(`SELECT claim FROM actions WHERE claim = ANY($1)`, claims).Query(func(rows pgx.Rows) error {
+		var err error
+		takenList, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	u := newUsage()
+	var locks []string
+	for _, c := range cands {
+		if c.kind != CategoryAppliance || c.res.Status != "queued" {
+			continue
+		}
+		locks = append(locks, capLockName(c.account))
+		for _, cp := range c.prof.Caps {
+			if cp.Category == CategoryAppliance {
+				start, end := c.prof.PeriodWindow(cp.Period, c.at)
+				u.want(c.account, CategoryAppliance, start, end)
+			}
+		}
 	}
-	takenList, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("look up claims: %w", err)
+	queueLocks(b, locks)
+	u.queue(b)
+	if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("look up claims and cap usage: %w", err)
 	}
 	taken := map[string]bool{}
 	for _, c := range takenList {
@@ -553,7 +584,7 @@ func (w *work) queueActions(ctx context.Context, cands []*candidate) error {
 		taken[c.claim] = true // the same evidence twice in one request: the first one counts
 		live = append(live, c)
 	}
-	issues, err := w.priceAppliances(ctx, live)
+	issues, err := w.priceAppliances(live, u)
 	if err != nil {
 		return err
 	}
@@ -572,7 +603,7 @@ func (w *work) queueActions(ctx context.Context, cands []*candidate) error {
 		ids[i], events[i], kinds[i], txs[i], lines[i], accts[i], cls[i], days[i], ats[i], grams[i], recs[i], hashes[i], sts[i], reasons[i], nbs[i] =
 			c.id, c.n.id, c.kind, c.txID, int32(c.line), c.account, c.claim, c.day, c.at, c.res.Grams, rec, hash, c.res.Status, c.res.Reason, nb
 	}
-	rows, err = w.tx.Query(ctx, `INSERT INTO actions (id, event_id, partner_id, kind, partner_tx_id, line, account, claim,
+	rows, err := w.tx.Query(ctx, `INSERT INTO actions (id, event_id, partner_id, kind, partner_tx_id, line, account, claim,
 		local_day, occurred_at, grams, record, record_hash, status, reason, not_before)
 		SELECT u.id, u.ev, $1, u.kind, u.tx, u.line, u.acct, u.claim, u.day, u.at, u.grams, u.rec::jsonb, u.hash, u.st, u.reason, u.nb
 		FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
@@ -600,51 +631,34 @@ func (w *work) queueActions(ctx context.Context, cands []*candidate) error {
 			queue = append(queue, iss)
 		}
 	}
-	if err := insertIssuances(ctx, w.tx, queue); err != nil {
+	if len(queue) == 0 {
+		return nil
+	}
+	qids := make([]uuid.UUID, len(queue))
+	for i, iss := range queue {
+		qids[i] = iss.id
+	}
+	b = &pgx.Batch{}
+	if err := queueIssuances(b, queue); err != nil {
 		return err
 	}
-	if len(queue) > 0 {
-		qids := make([]uuid.UUID, len(queue))
-		for i, iss := range queue {
-			qids[i] = iss.id
-		}
-		if _, err := w.tx.Exec(ctx, `UPDATE actions SET issuance_id = id WHERE id = ANY($1)`, qids); err != nil {
-			return fmt.Errorf("link actions to issuances: %w", err)
-		}
+	b.Queue(`UPDATE actions SET issuance_id = id WHERE id = ANY($1)`, qids)
+	if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("queue issuances: %w", err)
 	}
 	return nil
 }
 
 // priceAppliances prices the queued appliance candidates under the rule set
-// in force at each purchase and the profile's caps, holding the accounts'
-// cap locks; a capped-out candidate becomes rejected.
-func (w *work) priceAppliances(ctx context.Context, cands []*candidate) (map[*candidate]*issuance, error) {
+// in force at each purchase and the profile's caps, given the usage read
+// under the accounts' cap locks; a capped-out candidate becomes rejected.
+func (w *work) priceAppliances(cands []*candidate, u *usage) (map[*candidate]*issuance, error) {
 	out := map[*candidate]*issuance{}
-	var accounts []string
 	var priced []*candidate
 	for _, c := range cands {
 		if c.kind == CategoryAppliance && c.res.Status == "queued" {
 			priced = append(priced, c)
-			accounts = append(accounts, capLockName(c.account))
 		}
-	}
-	if len(priced) == 0 {
-		return out, nil
-	}
-	if err := lockAll(ctx, w.tx, accounts); err != nil {
-		return nil, err
-	}
-	u := newUsage()
-	for _, c := range priced {
-		for _, cp := range c.prof.Caps {
-			if cp.Category == CategoryAppliance {
-				start, end := c.prof.PeriodWindow(cp.Period, c.at)
-				u.want(c.account, CategoryAppliance, start, end)
-			}
-		}
-	}
-	if err := u.load(ctx, w.tx); err != nil {
-		return nil, err
 	}
 	for _, c := range priced {
 		iss := &issuance{id: c.id, kind: CategoryAppliance, account: c.account, category: CategoryAppliance, claim: c.claim,
@@ -687,32 +701,38 @@ func (u *usage) want(account, category string, start, end time.Time) {
 }
 
 func (u *usage) load(ctx context.Context, tx pgx.Tx) error {
-	if len(u.keys) == 0 {
+	b := &pgx.Batch{}
+	u.queue(b)
+	if b.Len() == 0 {
 		return nil
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// queue queues the usage query into b; its rows fill u when b is sent.
+func (u *usage) queue(b *pgx.Batch) {
+	if len(u.keys) == 0 {
+		return
 	}
 	n := len(u.keys)
 	accts, cats, starts, ends := make([]string, n), make([]string, n), make([]time.Time, n), make([]time.Time, n)
 	for i, k := range u.keys {
 		accts[i], cats[i], starts[i], ends[i] = k.account, k.category, k.start, k.end
 	}
-	rows, err := tx.Query(ctx, `SELECT u.i, coalesce((SELECT sum(x.points) FROM issuances x WHERE x.account = u.acct AND x.category = u.cat
+	b.Queue(`SELECT u.i, coalesce((SELECT sum(x.points) FROM issuances x WHERE x.account = u.acct AND x.category = u.cat
 			AND x.occurred_at >= u.s AND x.occurred_at < u.e AND x.status IN ('queued', 'issued')), 0)
 		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS u(acct, cat, s, e, i)`,
-		accts, cats, starts, ends)
-	if err != nil {
-		return fmt.Errorf("sum points in cap windows: %w", err)
-	}
-	for rows.Next() {
-		var i int
-		var sum int64
-		if err := rows.Scan(&i, &sum); err != nil {
-			rows.Close()
-			return err
+		accts, cats, starts, ends).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var i int
+			var sum int64
+			if err := rows.Scan(&i, &sum); err != nil {
+				return fmt.Errorf("sum points in cap windows: %w", err)
+			}
+			u.used[u.keys[i-1]] = sum
 		}
-		u.used[u.keys[i-1]] = sum
-	}
-	rows.Close()
-	return rows.Err()
+		return rows.Err()
+	})
 }
 
 func (u *usage) get(account, category string, start, end time.Time) int64 {
@@ -723,9 +743,9 @@ func (u *usage) add(account, category string, start, end time.Time, pts int64) {
 	u.used[usageKey{account, category, start.UTC(), end.UTC()}] += pts
 }
 
-// recordOutcomes writes each new event's outcome and queues a callback for
-// each rejected one.
-func (w *work) recordOutcomes(ctx context.Context, news []*newEvent) error {
+// queueOutcomes queues each new event's outcome and a callback for each
+// rejected one into w.final, which the request's last round trip sends.
+func (w *work) queueOutcomes(news []*newEvent) error {
 	if len(news) == 0 {
 		return nil
 	}
@@ -742,15 +762,11 @@ func (w *work) recordOutcomes(ctx context.Context, news []*newEvent) error {
 			payloads = append(payloads, b)
 		}
 	}
-	b := &pgx.Batch{}
-	b.Queue(`UPDATE evidence_events e SET outcome = u.o, reason = u.r FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, o, r)
+	w.final.Queue(`UPDATE evidence_events e SET outcome = u.o, reason = u.r FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, o, r)
 		WHERE e.id = u.id`, ids, outs, reasons)
 	if len(payloads) > 0 {
-		b.Queue(`INSERT INTO callbacks (partner_id, event_type, payload) SELECT $1, 'evidence.rejected', p FROM unnest($2::jsonb[]) AS p`,
+		w.final.Queue(`INSERT INTO callbacks (partner_id, event_type, payload) SELECT $1, 'evidence.rejected', p FROM unnest($2::jsonb[]) AS p`,
 			w.req.Partner.ID, payloads)
-	}
-	if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("record outcomes: %w", err)
 	}
 	return nil
 }
