@@ -191,17 +191,38 @@ func (l *Ledger) Endorse(ctx context.Context, p issuer.Proposal) (issuer.Endorse
 	if err != nil {
 		return nil, err
 	}
+	// With several endorsing organisations, the endorsers can sit at
+	// different block heights for a moment after a commit and simulate
+	// different results; nothing was submitted, so a new proposal (a new
+	// transaction id) is endorsed again, a few times, before the caller
+	// sees conflict/endorsement_mismatch.
+	for attempt := 1; ; attempt++ {
+		tx, err := l.endorseOnce(ctx, c, p)
+		if err == nil {
+			return &endorsed{tx: tx, caller: p.Caller, fn: p.Function}, nil
+		}
+		if !EndorsementMismatch(err) || attempt == endorseAttempts {
+			return nil, mapError(err, "endorsing "+p.Function)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, mapError(ctx.Err(), "endorsing "+p.Function)
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
+	}
+}
+
+// endorseAttempts bounds the re-endorsements after an endorsement mismatch.
+const endorseAttempts = 5
+
+func (l *Ledger) endorseOnce(ctx context.Context, c *client.Contract, p issuer.Proposal) (*client.Transaction, error) {
 	prop, err := c.NewProposal(p.Function, client.WithBytesArguments(p.Args))
 	if err != nil {
 		return nil, apperr.Wrap(err, apperr.Internal, "proposal_failed", "building the proposal")
 	}
 	pctx, cancel := context.WithTimeout(ctx, cmp.Or(l.cfg.EndorseTimeout, 30*time.Second))
 	defer cancel()
-	tx, err := prop.EndorseWithContext(pctx)
-	if err != nil {
-		return nil, mapError(err, "endorsing "+p.Function)
-	}
-	return &endorsed{tx: tx, caller: p.Caller, fn: p.Function}, nil
+	return prop.EndorseWithContext(pctx)
 }
 
 // Commit submits an endorsed transaction to the orderer and waits for its
@@ -263,6 +284,9 @@ func commitError(st *client.Status) error {
 // error (encoded by shimcc) when there is one, Unavailable when the peer
 // could not be reached or did not answer in time.
 func mapError(err error, what string) error {
+	if e := apperr.As(err); e != nil {
+		return e // already ours
+	}
 	if e, ok := apperr.DecodeWire(err.Error()); ok {
 		return e
 	}
