@@ -114,8 +114,61 @@ func TestContractSuiteConsortium(t *testing.T) {
 	cnw := networkOf(t, "consortium")
 	contracttest.Run(t, func(t *testing.T) issuer.Ledger {
 		channel := newChannelOn(t, cnw, "cons")
-		return ledgerVia(t, cnw, orgIn(t, cnw, regulatorMSP), channel)
+		gw := orgIn(t, cnw, regulatorMSP)
+		sl := &syncedLedger{Ledger: ledgerVia(t, cnw, gw, channel)}
+		for _, o := range cnw.Orgs {
+			if o != gw && len(o.Peers) > 0 {
+				sl.peers = append(sl.peers, ledgerVia(t, cnw, o, channel, o.MSPID))
+			}
+		}
+		return sl
 	})
+}
+
+// syncedLedger waits, after each commit, until every other peer has the
+// block. The suite submits dependent transactions back to back, and the
+// commit status comes from the gateway peer only: a bank's peer one block
+// behind would endorse the next transaction against the state before it
+// (an invitation not yet there, a lot not yet issued) and the contract
+// would refuse it. A client of a multi-organisation channel must wait the
+// same way before depending on its own write (docs/fabric.md).
+type syncedLedger struct {
+	*fabric.Ledger
+	peers []*fabric.Ledger
+}
+
+func (s *syncedLedger) Submit(ctx context.Context, p issuer.Proposal) (*issuer.TxResult, error) {
+	r, err := s.Ledger.Submit(ctx, p)
+	if err == nil {
+		err = s.wait(ctx, r.Block)
+	}
+	return r, err
+}
+
+func (s *syncedLedger) Commit(ctx context.Context, e issuer.Endorsed) (*issuer.TxResult, error) {
+	r, err := s.Ledger.Commit(ctx, e)
+	if err == nil {
+		err = s.wait(ctx, r.Block)
+	}
+	return r, err
+}
+
+func (s *syncedLedger) wait(ctx context.Context, block uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for _, p := range s.peers {
+		for {
+			h, err := p.Height(ctx)
+			if err == nil && h > block {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("a peer did not reach block %d: %w", block, ctx.Err())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // rawGateway is a fabric-gateway client of one identity through one peer,
