@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -17,10 +16,6 @@ import (
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
-	"github.com/hyperledger/fabric-gateway/pkg/hash"
-	"github.com/hyperledger/fabric-gateway/pkg/identity"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/greenpoints/greenpoints/chaincode/contracttest"
 	"github.com/greenpoints/greenpoints/chaincode/fabric"
@@ -151,14 +146,14 @@ func setupPoints(b *testing.B, net *fabricnet.Network, gateway *fabricnet.Org, a
 	}
 	cfg := fabric.Config{
 		PeerEndpoint: gateway.Peers[0].Address,
-		TLSRootCert:  readFileB(b, gateway.TLSRootCert),
+		TLSRootCert:  readFile(b, gateway.TLSRootCert),
 		Identities:   map[string]fabric.Identity{},
 		Channel:      channel,
 		Chaincode:    "points",
 	}
 	for _, org := range net.Orgs {
 		if org.MSPID == benchRegulator || org.MSPID == benchIssuer {
-			cfg.Identities[org.MSPID] = fabric.Identity{Cert: readFileB(b, org.User.Cert), Key: readFileB(b, org.User.Key)}
+			cfg.Identities[org.MSPID] = fabric.Identity{Cert: readFile(b, org.User.Cert), Key: readFile(b, org.User.Key)}
 		}
 	}
 	if len(cfg.Identities) != 2 {
@@ -188,15 +183,6 @@ func setupPoints(b *testing.B, net *fabricnet.Network, gateway *fabricnet.Org, a
 		}
 	}
 	return p
-}
-
-func readFileB(b *testing.B, path string) []byte {
-	b.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return data
 }
 
 var itemSeq atomic.Int64
@@ -258,61 +244,29 @@ func viaGateway(b *testing.B, p *pointsBench) (contracttest.SubmitFunc, func()) 
 			bank = o
 		}
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(readFileB(b, p.gateway.TLSRootCert)) {
-		b.Fatal("no TLS root certificate")
-	}
-	conn, err := grpc.NewClient(p.gateway.Peers[0].Address, grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(pool, "")),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(100<<20), grpc.MaxCallSendMsgSize(100<<20)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cert, err := identity.CertificateFromPEM(readFileB(b, bank.User.Cert))
-	if err != nil {
-		b.Fatal(err)
-	}
-	id, err := identity.NewX509Identity(benchIssuer, cert)
-	if err != nil {
-		b.Fatal(err)
-	}
-	key, err := identity.PrivateKeyFromPEM(readFileB(b, bank.User.Key))
-	if err != nil {
-		b.Fatal(err)
-	}
-	sign, err := identity.NewPrivateKeySign(key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	gw, err := client.Connect(id, client.WithSign(sign), client.WithHash(hash.SHA256), client.WithClientConnection(conn),
-		client.WithEndorseTimeout(time.Minute), client.WithSubmitTimeout(time.Minute), client.WithCommitStatusTimeout(2*time.Minute))
-	if err != nil {
-		b.Fatal(err)
-	}
-	contract := gw.GetNetwork(p.channel).GetContract("points")
+	rg := newRawGateway(b, p.gateway, bank, p.channel)
+	contract := rg.contract
 	return func(prop issuer.Proposal) ([]byte, error) {
-			if prop.Caller != benchIssuer {
-				return nil, fmt.Errorf("viaGateway signs as %s only", benchIssuer)
-			}
-			out, commit, err := contract.SubmitAsync(prop.Function, client.WithBytesArguments(prop.Args))
-			for attempt := 0; fabric.EndorsementMismatch(err) && attempt < maxBenchRetries; attempt++ {
-				mismatches.Add(1)
-				out, commit, err = contract.SubmitAsync(prop.Function, client.WithBytesArguments(prop.Args))
-			}
-			if err != nil {
-				return nil, err
-			}
-			st, err := commit.Status()
-			if err != nil {
-				return nil, err
-			}
-			if !st.Successful {
-				return nil, fmt.Errorf("transaction %s: %s", st.TransactionID, st.Code)
-			}
-			return out, nil
-		}, func() {
-			_ = gw.Close()
-			_ = conn.Close()
+		if prop.Caller != benchIssuer {
+			return nil, fmt.Errorf("viaGateway signs as %s only", benchIssuer)
 		}
+		out, commit, err := contract.SubmitAsync(prop.Function, client.WithBytesArguments(prop.Args))
+		for attempt := 0; fabric.EndorsementMismatch(err) && attempt < maxBenchRetries; attempt++ {
+			mismatches.Add(1)
+			out, commit, err = contract.SubmitAsync(prop.Function, client.WithBytesArguments(prop.Args))
+		}
+		if err != nil {
+			return nil, err
+		}
+		st, err := commit.Status()
+		if err != nil {
+			return nil, err
+		}
+		if !st.Successful {
+			return nil, fmt.Errorf("transaction %s: %s", st.TransactionID, st.Code)
+		}
+		return out, nil
+	}, rg.close
 }
 
 // benchSizes are the batch sizes (issuances per transaction) and the

@@ -2,7 +2,6 @@ package fabric_test
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,10 +12,6 @@ import (
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
-	"github.com/hyperledger/fabric-gateway/pkg/hash"
-	"github.com/hyperledger/fabric-gateway/pkg/identity"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/greenpoints/greenpoints/chaincode/contracttest"
 	"github.com/greenpoints/greenpoints/chaincode/fabric"
@@ -430,45 +425,9 @@ func notOnLedger(ctx context.Context, l *fabric.Ledger, items []points.IssueItem
 // does not expose.
 func gatewayContract(t *testing.T, fnw *fabricnet.Network, channel string) *client.Contract {
 	t.Helper()
-	org1 := fnw.Orgs[0]
-	var bank *fabricnet.Org
-	for _, o := range fnw.Orgs {
-		if o.MSPID == issuerMSP {
-			bank = o
-		}
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(readFile(t, org1.TLSRootCert)) {
-		t.Fatal("no TLS root certificate")
-	}
-	conn, err := grpc.NewClient(org1.Peers[0].Address, grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(pool, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	cert, err := identity.CertificateFromPEM(readFile(t, bank.User.Cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.NewX509Identity(issuerMSP, cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := identity.PrivateKeyFromPEM(readFile(t, bank.User.Key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sign, err := identity.NewPrivateKeySign(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := client.Connect(id, client.WithSign(sign), client.WithHash(hash.SHA256), client.WithClientConnection(conn),
-		client.WithEndorseTimeout(30*time.Second), client.WithSubmitTimeout(30*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = gw.Close() })
-	return gw.GetNetwork(channel).GetContract("points")
+	rg := newRawGateway(t, fnw.Orgs[0], orgIn(t, fnw, issuerMSP), channel)
+	t.Cleanup(rg.close)
+	return rg.contract
 }
 
 // submitNoStatus endorses an IssueBatch of items and submits it (the
