@@ -350,30 +350,17 @@ func postSigned(t *testing.T, c *partnerclient.Client, route string, body []byte
 // transaction has status.
 func waitStatus(t *testing.T, c *partnerclient.Client, route, status string) pipeline.TransactionStatus {
 	t.Helper()
-	deadline := time.Now().Add(waitBound)
-	for {
-		r, err := c.Get(t.Context(), route)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st pipeline.TransactionStatus
-		if r.Status == http.StatusOK {
-			if err := json.Unmarshal(r.Body, &st); err != nil {
-				t.Fatal(err)
-			}
-			done := len(st.Actions) > 0
-			for _, a := range st.Actions {
-				done = done && a.Status == status
-			}
-			if done {
-				return st
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never reached %s: HTTP %d %s", route, status, r.Status, r.Body)
-		}
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), waitBound)
+	defer cancel()
+	body, err := c.WaitActions(ctx, route, status, 100*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	var st pipeline.TransactionStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // waitProjected waits until the projection holds ledger transaction txID.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -277,27 +276,12 @@ func waitStatus(ctx context.Context, c *partnerclient.Client, route, status stri
 	bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription("  "+status+"?"),
 		progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish(), progressbar.OptionSetVisibility(isTerminal(w)))
 	defer bar.Finish()
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		s, err := getStatus(ctx, c, route)
-		if err != nil {
-			return err
-		}
-		done := len(s.Actions) > 0
-		for _, a := range s.Actions {
-			done = done && a.Status == status
-		}
-		if done {
-			return nil
-		}
-		_ = bar.Add(1)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := c.WaitActions(ctx, route, status, 200*time.Millisecond, func() { _ = bar.Add(1) }); err != nil {
+		return fmt.Errorf("%w: is the server's batcher running?", err)
 	}
-	return errors.New("timed out after a minute waiting for " + route + " to become " + status + ": is the server's batcher running?")
+	return nil
 }
 
 func printStatus(ctx context.Context, c *partnerclient.Client, route string, w io.Writer) error {

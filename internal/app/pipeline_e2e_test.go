@@ -54,30 +54,17 @@ func post(t *testing.T, c *partnerclient.Client, route string, body []byte) pipe
 // waitActions polls a transaction's status until every action has status.
 func waitActions(t *testing.T, c *partnerclient.Client, route, status string) pipeline.TransactionStatus {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		r, err := c.Get(t.Context(), route)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var st pipeline.TransactionStatus
-		if r.Status == http.StatusOK {
-			if err := json.Unmarshal(r.Body, &st); err != nil {
-				t.Fatal(err)
-			}
-			done := len(st.Actions) > 0
-			for _, a := range st.Actions {
-				done = done && a.Status == status
-			}
-			if done {
-				return st
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never reached %s: HTTP %d %s", route, status, r.Status, r.Body)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	body, err := c.WaitActions(ctx, route, status, 50*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	var st pipeline.TransactionStatus
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func balance(t *testing.T, a *App, account string) points.Balance {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -86,4 +87,38 @@ func (c *Client) Send(ctx context.Context, method, route, contentType, msgID str
 		return nil, fmt.Errorf("read response: %w", err)
 	}
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b, Replayed: resp.Header.Get("Idempotent-Replayed") == "true"}, nil
+}
+
+// WaitActions polls GET route (a transaction's or trip's status) every
+// `every` until every green action it lists has status, and returns that
+// status document; tick, when not nil, runs after each poll that was not
+// yet done (a progress spinner). It gives up when ctx ends.
+func (c *Client) WaitActions(ctx context.Context, route, status string, every time.Duration, tick func()) ([]byte, error) {
+	for {
+		r, err := c.Get(ctx, route)
+		if err != nil {
+			return nil, err
+		}
+		if r.Status == http.StatusOK {
+			var st struct{ Actions []struct{ Status string } }
+			if err := json.Unmarshal(r.Body, &st); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", route, err)
+			}
+			done := len(st.Actions) > 0
+			for _, a := range st.Actions {
+				done = done && a.Status == status
+			}
+			if done {
+				return r.Body, nil
+			}
+		}
+		if tick != nil {
+			tick()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s never reached %s (last HTTP %d %s): %w", route, status, r.Status, r.Body, ctx.Err())
+		case <-time.After(every):
+		}
+	}
 }
