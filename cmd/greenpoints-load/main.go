@@ -27,7 +27,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,7 +37,6 @@ import (
 	"github.com/greenpoints/greenpoints/internal/app"
 	"github.com/greenpoints/greenpoints/internal/database"
 	"github.com/greenpoints/greenpoints/internal/partnerclient"
-	"github.com/greenpoints/greenpoints/internal/webhook"
 )
 
 type options struct {
@@ -125,15 +123,7 @@ Flags:
 }
 
 func bankClient(url, keysDir string) (*partnerclient.Client, error) {
-	b, err := os.ReadFile(filepath.Join(keysDir, app.DemoBank+".whsk"))
-	if err != nil {
-		return nil, fmt.Errorf("read the sandbox bank's key: %w", err)
-	}
-	priv, err := webhook.ParsePrivateKey(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, err
-	}
-	return &partnerclient.Client{BaseURL: url, Partner: app.DemoBank, Signer: webhook.Ed25519Signer(priv)}, nil
+	return partnerclient.FromKeyFile(url, app.DemoBank, filepath.Join(keysDir, app.DemoBank+".whsk"))
 }
 
 // linkCards creates the sandbox card links load-0000.. -> load-acct-0000..

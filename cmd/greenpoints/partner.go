@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -16,7 +15,6 @@ import (
 	"github.com/greenpoints/greenpoints/internal/app"
 	"github.com/greenpoints/greenpoints/internal/config"
 	"github.com/greenpoints/greenpoints/internal/partnerclient"
-	"github.com/greenpoints/greenpoints/internal/webhook"
 )
 
 const partnerUsage = `Usage: greenpoints partner SUBCOMMAND [flags]
@@ -63,29 +61,7 @@ func (f *partnerFlags) bind(b *config.Binder) {
 
 // client builds a signed client for partner with the key in file.
 func (f *partnerFlags) client(partner, file string) (*partnerclient.Client, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("read partner key: %w", err)
-	}
-	k := strings.TrimSpace(string(b))
-	var s webhook.Signer
-	switch {
-	case strings.HasPrefix(k, webhook.PrivateKeyPrefix):
-		priv, err := webhook.ParsePrivateKey(k)
-		if err != nil {
-			return nil, fmt.Errorf("partner key %s: %w", file, err)
-		}
-		s = webhook.Ed25519Signer(priv)
-	case strings.HasPrefix(k, webhook.SecretPrefix):
-		secret, err := webhook.ParseSecret(k)
-		if err != nil {
-			return nil, fmt.Errorf("partner key %s: %w", file, err)
-		}
-		s = webhook.HMACSigner(secret)
-	default:
-		return nil, fmt.Errorf("partner key %s holds neither a whsk_ private key nor a whsec_ secret", file)
-	}
-	return &partnerclient.Client{BaseURL: f.url, Partner: partner, Signer: s}, nil
+	return partnerclient.FromKeyFile(f.url, partner, file)
 }
 
 const sendSynopsis = `Sends one signed partner request and prints the response.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,15 +23,11 @@ func bigBodies(c *Config) { c.MaxBodyBytes = 1 << 20 }
 // sandboxClient is a partner client signing with the key the demo wrote.
 func sandboxClient(t *testing.T, a *App, partner string) *partnerclient.Client {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(a.cfg.KeysDir, partner+".whsk"))
+	c, err := partnerclient.FromKeyFile("http://"+a.Addr(), partner, filepath.Join(a.cfg.KeysDir, partner+".whsk"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, err := webhook.ParsePrivateKey(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &partnerclient.Client{BaseURL: "http://" + a.Addr(), Partner: partner, Signer: webhook.Ed25519Signer(priv)}
+	return c
 }
 
 func post(t *testing.T, c *partnerclient.Client, route string, body []byte) pipeline.Response {
