@@ -120,6 +120,12 @@ func ledgerOn(t *testing.T, channel string, msps ...string) *fabric.Ledger {
 // ledgerVia is ledgerOn on net through the first peer of gateway's org.
 func ledgerVia(t testing.TB, net *fabricnet.Network, gateway *fabricnet.Org, channel string, msps ...string) *fabric.Ledger {
 	t.Helper()
+	return openLedger(t, ledgerConfig(t, net, gateway, channel, msps...))
+}
+
+// ledgerConfig is the configuration of ledgerVia.
+func ledgerConfig(t testing.TB, net *fabricnet.Network, gateway *fabricnet.Org, channel string, msps ...string) fabric.Config {
+	t.Helper()
 	cfg := fabric.Config{
 		PeerEndpoint: gateway.Peers[0].Address,
 		TLSRootCert:  readFile(t, gateway.TLSRootCert),
@@ -132,6 +138,12 @@ func ledgerVia(t testing.TB, net *fabricnet.Network, gateway *fabricnet.Org, cha
 			cfg.Identities[org.MSPID] = fabric.Identity{Cert: readFile(t, org.User.Cert), Key: readFile(t, org.User.Key)}
 		}
 	}
+	return cfg
+}
+
+// openLedger opens cfg's ledger, closed when the test ends.
+func openLedger(t testing.TB, cfg fabric.Config) *fabric.Ledger {
+	t.Helper()
 	l, err := fabric.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("fabric.New: %v", err)

@@ -1,7 +1,9 @@
 // Package fabric implements issuer.Ledger on a Hyperledger Fabric network
 // with fabric-gateway: one shared gRPC connection to a gateway peer and one
-// gateway client per MSP identity, chosen by Proposal.Caller. The points
-// contract runs there as chaincode (chaincode/fabric/shimcc).
+// gateway client per MSP identity, chosen by Proposal.Caller, plus a
+// connection to each other endorsing peer a commit waits for
+// (Config.WaitPeers). The points contract runs there as chaincode
+// (chaincode/fabric/shimcc).
 package fabric
 
 import (
@@ -10,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
@@ -53,6 +56,31 @@ type Config struct {
 	// Timeouts per phase; zero means the defaults (evaluate 30 s, endorse
 	// 30 s, submit 30 s, commit status 2 min).
 	EvaluateTimeout, EndorseTimeout, SubmitTimeout, CommitStatusTimeout time.Duration
+	// WaitPeers are the other organisations' endorsing peers whose ledgers
+	// a successful Commit waits for, until each has the transaction's
+	// block. The commit status comes from the gateway peer alone; an
+	// endorser a block behind would simulate the next transaction without
+	// this one (an account not yet open, an invitation not yet there), and
+	// the caller's next, dependent transaction would be refused or
+	// endorsed again (docs/fabric.md §3.1). Name every peer the gateway may
+	// ask to endorse the identities' transactions besides the gateway peer:
+	// for an issuer, the regulator's peers.
+	WaitPeers []Peer
+	// WaitTimeout bounds that wait per commit; zero means DefaultWaitTimeout.
+	WaitTimeout time.Duration
+	// Log receives the warnings of the wait and the re-endorsements (debug);
+	// nil means slog.Default().
+	Log *slog.Logger
+}
+
+// Peer is a peer the client asks directly, beside its gateway peer.
+type Peer struct {
+	// Endpoint is the peer's gRPC endpoint (host:port, TLS).
+	Endpoint string
+	// TLSRootCert is the PEM CA certificate its TLS certificate chains to.
+	TLSRootCert []byte
+	// ServerName overrides the TLS server name ("" means the endpoint's host).
+	ServerName string
 }
 
 // Ledger is issuer.Ledger over fabric-gateway.
@@ -60,8 +88,12 @@ type Ledger struct {
 	cfg      Config
 	conn     *grpc.ClientConn
 	gateways map[string]*client.Gateway
+	signs    map[string]identity.Sign
+	first    string // the first MSP id in order, whose identity reads what any may
 	readOnly func(string) bool
 	blocks   *blockCache
+	peers    []*waitPeer // Config.WaitPeers, connected
+	log      *slog.Logger
 }
 
 var _ issuer.Ledger = (*Ledger)(nil)
@@ -71,17 +103,12 @@ func New(ctx context.Context, cfg Config) (*Ledger, error) {
 	if cfg.PeerEndpoint == "" || cfg.Channel == "" || cfg.Chaincode == "" || len(cfg.Identities) == 0 {
 		return nil, errors.New("fabric.New: PeerEndpoint, Channel, Chaincode and Identities are required")
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(cfg.TLSRootCert) {
-		return nil, errors.New("fabric.New: no certificate in TLSRootCert")
-	}
-	conn, err := grpc.NewClient(cfg.PeerEndpoint,
-		grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(pool, cfg.ServerName)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(100<<20), grpc.MaxCallSendMsgSize(100<<20)))
+	conn, err := dial(Peer{Endpoint: cfg.PeerEndpoint, TLSRootCert: cfg.TLSRootCert, ServerName: cfg.ServerName})
 	if err != nil {
-		return nil, fmt.Errorf("fabric.New: dialing %s: %w", cfg.PeerEndpoint, err)
+		return nil, fmt.Errorf("fabric.New: %w", err)
 	}
-	l := &Ledger{cfg: cfg, conn: conn, gateways: map[string]*client.Gateway{}, readOnly: points.New().ReadOnly}
+	l := &Ledger{cfg: cfg, conn: conn, gateways: map[string]*client.Gateway{}, signs: map[string]identity.Sign{},
+		first: slices.Sorted(maps.Keys(cfg.Identities))[0], readOnly: points.New().ReadOnly, log: cmp.Or(cfg.Log, slog.Default())}
 	l.blocks = newBlockCache(func(ctx context.Context, n uint64) (blockIndex, error) {
 		b, err := l.block(ctx, n)
 		if err != nil {
@@ -119,15 +146,42 @@ func New(ctx context.Context, cfg Config) (*Ledger, error) {
 			_ = l.Close()
 			return nil, fmt.Errorf("fabric.New: gateway for %s: %w", msp, err)
 		}
-		l.gateways[msp] = gw
+		l.gateways[msp], l.signs[msp] = gw, sign
+	}
+	for _, p := range cfg.WaitPeers {
+		wp, err := dial(p)
+		if err != nil {
+			_ = l.Close()
+			return nil, fmt.Errorf("fabric.New: WaitPeers: %w", err)
+		}
+		l.peers = append(l.peers, &waitPeer{endpoint: p.Endpoint, conn: wp, endorser: peer.NewEndorserClient(wp)})
 	}
 	return l, nil
 }
 
-// Close closes the gateways and the connection.
+// dial opens a gRPC connection to p over TLS (100 MB messages: a block
+// fetched through qscc can be that large). Nothing is sent until the first call.
+func dial(p Peer) (*grpc.ClientConn, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(p.TLSRootCert) {
+		return nil, fmt.Errorf("no TLS root certificate for %s", p.Endpoint)
+	}
+	conn, err := grpc.NewClient(p.Endpoint,
+		grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(pool, p.ServerName)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(100<<20), grpc.MaxCallSendMsgSize(100<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("dialing %s: %w", p.Endpoint, err)
+	}
+	return conn, nil
+}
+
+// Close closes the gateways and the connections.
 func (l *Ledger) Close() error {
 	for _, gw := range l.gateways {
 		_ = gw.Close()
+	}
+	for _, p := range l.peers {
+		_ = p.conn.Close()
 	}
 	return l.conn.Close()
 }
@@ -143,7 +197,7 @@ func (l *Ledger) gateway(caller string) (*client.Gateway, error) {
 // anyGateway is the gateway of the first MSP id in order, for reads that
 // need no particular identity (block events, chain info).
 func (l *Ledger) anyGateway() *client.Gateway {
-	return l.gateways[slices.Sorted(maps.Keys(l.gateways))[0]]
+	return l.gateways[l.first]
 }
 
 func (l *Ledger) contract(caller string) (*client.Contract, error) {
@@ -204,6 +258,7 @@ func (l *Ledger) Endorse(ctx context.Context, p issuer.Proposal) (issuer.Endorse
 		if !EndorsementMismatch(err) || attempt == endorseAttempts {
 			return nil, mapError(err, "endorsing "+p.Function)
 		}
+		l.log.Debug("fabric: the endorsers disagreed; endorsing a new proposal", "function", p.Function, "attempt", attempt)
 		select {
 		case <-ctx.Done():
 			return nil, mapError(ctx.Err(), "endorsing "+p.Function)
@@ -228,7 +283,8 @@ func (l *Ledger) endorseOnce(ctx context.Context, c *client.Contract, p issuer.P
 // Commit submits an endorsed transaction to the orderer and waits for its
 // commit status; then it finds the transaction's index and timestamp in its
 // block, which the commits of the block's transactions fetch (qscc) and
-// decode once between them (blockCache).
+// decode once between them (blockCache), and waits until the WaitPeers
+// have the block (waitPeers).
 func (l *Ledger) Commit(ctx context.Context, e issuer.Endorsed) (*issuer.TxResult, error) {
 	en, ok := e.(*endorsed)
 	if !ok {
@@ -263,6 +319,7 @@ func (l *Ledger) Commit(ctx context.Context, e issuer.Endorsed) (*issuer.TxResul
 		return nil, apperr.New(apperr.Internal, "tx_not_in_block", "transaction %s is not in block %d", st.TransactionID, st.BlockNumber)
 	}
 	res.Index, res.Timestamp = pos.index, pos.timestamp
+	l.waitPeers(ctx, st.BlockNumber)
 	return res, nil
 }
 

@@ -23,7 +23,8 @@ import (
 // and environment variables. It connects to the suite network as BankAMSP,
 // becomes ready and stops cleanly on SIGTERM. A missing setting, a
 // certificate that is not of the named MSP, a channel the identity cannot
-// read and a chaincode that is not there stop it at start with the reason.
+// read, a chaincode that is not there and a malformed --fabric-wait-peers
+// stop it at start with the reason.
 func TestServeFabric(t *testing.T) {
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "greenpoints")
@@ -38,6 +39,9 @@ func TestServeFabric(t *testing.T) {
 		"GREENPOINTS_FABRIC_PEER=" + org1.Peers[0].Address,
 		"GREENPOINTS_FABRIC_TLS_CA=" + org1.TLSRootCert,
 		"GREENPOINTS_FABRIC_MSP_ID=" + bankA.MSPID,
+		// The suite's only peer: waiting for it is trivial, but the
+		// setting travels from the environment to the ledger client.
+		"GREENPOINTS_FABRIC_WAIT_PEERS=" + org1.Peers[0].Address,
 	}
 	flags := []string{"serve", "--ledger", "fabric", "--fabric-cert", bankA.User.Cert, "--fabric-key", bankA.User.Key,
 		"--fabric-chaincode", "points", "--keys-dir", filepath.Join(t.TempDir(), "keys")}
@@ -53,6 +57,7 @@ func TestServeFabric(t *testing.T) {
 			{"certificate of another msp", env, append(flags, "--fabric-msp-id", "BankBMSP"), "as BankBMSP"},
 			{"unknown chaincode", env, append(flags, "--fabric-channel", channel, "--fabric-chaincode", "nosuchcode"), "calling chaincode nosuchcode on channel " + channel},
 			{"unknown channel", env, append(flags, "--fabric-channel", "nosuchchannel"), "reading channel nosuchchannel on " + org1.Peers[0].Address + " as BankAMSP"},
+			{"wait peer without port", env, append(flags, "--fabric-wait-peers", "peer0.regulator"), `--fabric-wait-peers: "peer0.regulator" is not host:port`},
 		} {
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			cmd := exec.CommandContext(ctx, bin, append(tc.args, "--addr", "127.0.0.1:0")...)
@@ -125,7 +130,7 @@ func TestServeFabric(t *testing.T) {
 	}
 	done <- nil
 	for _, want := range []string{`"msg":"fabric ledger connected"`, fmt.Sprintf(`"channel":%q`, channel), `"msp":"BankAMSP"`,
-		`"fabric-peer":"` + org1.Peers[0].Address + `"`, `"msg":"stopped"`} {
+		`"fabric-peer":"` + org1.Peers[0].Address + `"`, `"wait_peers":["` + org1.Peers[0].Address + `"]`, `"msg":"stopped"`} {
 		if !strings.Contains(output(), want) {
 			t.Errorf("serve's log lacks %s:\n%s", want, output())
 		}

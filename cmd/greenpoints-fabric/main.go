@@ -58,6 +58,7 @@ const (
 const (
 	issuerMSP    = "BankAMSP"
 	regulatorMSP = "RegulatorMSP"
+	auditorMSP   = "AuditorMSP" // its peer reads; it endorses nothing
 	chaincode    = "points"
 )
 
@@ -355,17 +356,43 @@ func connectionText(nw *fabricnet.Network) (string, error) {
 	ident := func(o *fabricnet.Org) string {
 		return fmt.Sprintf("--fabric-msp-id %s --fabric-cert %s --fabric-key %s", o.MSPID, o.User.Cert, o.User.Key)
 	}
+	// Where other organisations' peers endorse with o's transactions (the
+	// consortium topologies: issuer AND regulator), o's commands wait after
+	// each commit until those peers have the block, so that the next
+	// command's transaction is endorsed by peers that all see it
+	// (docs/fabric.md §3.1): the issuer waits for the regulator's peers,
+	// the regulator for the issuers'. On suite, everyone's gateway is
+	// Org1's peer, the only one: nothing to wait for.
+	wait := func(o *fabricnet.Org) string {
+		if len(o.Peers) == 0 {
+			return ""
+		}
+		var ps []string
+		for _, other := range nw.Orgs {
+			endorses := other.MSPID == regulatorMSP || (o.MSPID == regulatorMSP && other.MSPID != auditorMSP)
+			if other == o || !endorses {
+				continue
+			}
+			for _, p := range other.Peers {
+				ps = append(ps, p.Address+"="+other.TLSRootCert)
+			}
+		}
+		if len(ps) == 0 {
+			return ""
+		}
+		return " --fabric-wait-peers " + strings.Join(ps, ",")
+	}
 	common := fmt.Sprintf("--fabric-channel %s --fabric-chaincode %s", nw.Channel, chaincode)
 	var b strings.Builder
 	fmt.Fprintf(&b, "Network files: %s\n\n", nw.Dir)
-	fmt.Fprintf(&b, "The issuer's server (%s):\n  greenpoints serve --database-url URL --ledger fabric \\\n    %s \\\n    %s \\\n    %s\n\n",
-		issuerMSP, gateway(bank), ident(bank), common)
+	fmt.Fprintf(&b, "The issuer's server (%s):\n  greenpoints serve --database-url URL --ledger fabric \\\n    %s%s \\\n    %s \\\n    %s\n\n",
+		issuerMSP, gateway(bank), wait(bank), ident(bank), common)
 	fmt.Fprintf(&b, "The regulator's identity (%s):\n  certificate %s\n  private key %s\n\n", regulatorMSP, reg.User.Cert, reg.User.Key)
 	fmt.Fprintf(&b, "Onboarding, once (docs/fabric.md, Operations):\n")
-	fmt.Fprintf(&b, "  greenpoints ledger init --ledger fabric %s %s %s --regulator-msp %s\n", gateway(reg), ident(reg), common, regulatorMSP)
-	fmt.Fprintf(&b, "  greenpoints ledger register-issuer --ledger fabric %s %s %s --msp %s --name \"Bank A\" --filing FAB-0001\n",
-		gateway(reg), ident(reg), common, issuerMSP)
-	fmt.Fprintf(&b, "  greenpoints ledger anchor-policy --ledger fabric %s %s %s\n", gateway(bank), ident(bank), common)
+	fmt.Fprintf(&b, "  greenpoints ledger init --ledger fabric %s%s %s %s --regulator-msp %s\n", gateway(reg), wait(reg), ident(reg), common, regulatorMSP)
+	fmt.Fprintf(&b, "  greenpoints ledger register-issuer --ledger fabric %s%s %s %s --msp %s --name \"Bank A\" --filing FAB-0001\n",
+		gateway(reg), wait(reg), ident(reg), common, issuerMSP)
+	fmt.Fprintf(&b, "  greenpoints ledger anchor-policy --ledger fabric %s%s %s %s\n", gateway(bank), wait(bank), ident(bank), common)
 	return b.String(), nil
 }
 

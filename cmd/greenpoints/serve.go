@@ -54,6 +54,8 @@ func bindFabricFlags(b *config.Binder, fc *app.FabricConfig) {
 	b.String(&fc.KeyFile, "fabric-key", "GREENPOINTS_FABRIC_KEY", "", "PEM file of the private key of --fabric-cert")
 	b.String(&fc.Channel, "fabric-channel", "GREENPOINTS_FABRIC_CHANNEL", app.DefaultFabricChannel, "Fabric channel of the points contract")
 	b.String(&fc.Chaincode, "fabric-chaincode", "GREENPOINTS_FABRIC_CHAINCODE", app.DefaultFabricChaincode, "chaincode name of the points contract")
+	b.String(&fc.WaitPeersSpec, "fabric-wait-peers", "GREENPOINTS_FABRIC_WAIT_PEERS", "", "other organisations' endorsing peers (on a consortium, the regulator's; for the regulator, the issuers') that each commit waits for until they have its block, so the next transaction's endorsers all see it: comma-separated host:port[=TLS-CA-PEM-file[=server-name]], the CA defaulting to --fabric-tls-ca")
+	b.Duration(&fc.WaitTimeout, "fabric-wait-timeout", "GREENPOINTS_FABRIC_WAIT_TIMEOUT", app.DefaultFabricWaitTimeout, "how long a commit waits for the --fabric-wait-peers before it logs a warning and returns (the transaction is committed either way)")
 }
 
 func maskSecret(name, v string) string {

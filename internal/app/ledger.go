@@ -32,6 +32,8 @@ const BlockKeyName = "ledger-blocks"
 const (
 	DefaultFabricChannel   = "greenpoints"
 	DefaultFabricChaincode = "points"
+	// DefaultFabricWaitTimeout bounds a commit's wait for FabricConfig.WaitPeers.
+	DefaultFabricWaitTimeout = fabric.DefaultWaitTimeout
 )
 
 // fabricProbeTimeout bounds the start-up call that checks the Fabric
@@ -51,6 +53,49 @@ type FabricConfig struct {
 	KeyFile       string // the identity's private key
 	Channel       string // "" means DefaultFabricChannel
 	Chaincode     string // "" means DefaultFabricChaincode
+	// WaitPeers are the other organisations' endorsing peers that each
+	// commit waits for until they have its block (fabric.Config.WaitPeers):
+	// on a consortium, an issuer's server names the regulator's peers, so
+	// that the batcher's issuance right after OpenAccounts is endorsed by
+	// peers that all see the accounts. WaitPeersSpec is the same list as
+	// --fabric-wait-peers writes it; resolveLedger moves its peers to
+	// WaitPeers.
+	WaitPeers     []FabricPeer
+	WaitPeersSpec string
+	WaitTimeout   time.Duration // bound of that wait per commit; 0 means DefaultFabricWaitTimeout
+}
+
+// FabricPeer is another organisation's peer, given as the gateway peer is.
+type FabricPeer struct {
+	Endpoint      string // host:port (TLS)
+	TLSCACertFile string // the CA its TLS certificate chains to
+	ServerName    string // TLS server name, when the endpoint's host is not in its certificate
+}
+
+// parseFabricPeers reads the --fabric-wait-peers form: comma-separated
+// host:port[=TLS-CA-file[=server-name]], the CA defaulting to defaultCA
+// (one PEM file may hold several organisations' TLS CAs).
+func parseFabricPeers(spec, defaultCA string) ([]FabricPeer, error) {
+	var ps []FabricPeer
+	for item := range strings.SplitSeq(spec, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.SplitN(item, "=", 3)
+		p := FabricPeer{Endpoint: parts[0], TLSCACertFile: defaultCA}
+		if len(parts) > 1 && parts[1] != "" {
+			p.TLSCACertFile = parts[1]
+		}
+		if len(parts) > 2 {
+			p.ServerName = parts[2]
+		}
+		if _, port, err := net.SplitHostPort(p.Endpoint); err != nil || port == "" {
+			return nil, fmt.Errorf("--fabric-wait-peers: %q is not host:port[=TLS-CA-file[=server-name]] (e.g. peer0.regulator.example.com:7051=/etc/greenpoints/regulator-tlsca.pem)", item)
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
 }
 
 // LedgerBackend is an opened ledger: what the issuer submits to, and Close,
@@ -105,6 +150,14 @@ func (c *Config) resolveLedger() error {
 	if f.Chaincode == "" {
 		f.Chaincode = DefaultFabricChaincode
 	}
+	peers, err := parseFabricPeers(f.WaitPeersSpec, f.TLSCACertFile)
+	if err != nil {
+		return err
+	}
+	f.WaitPeers, f.WaitPeersSpec = append(f.WaitPeers, peers...), ""
+	if f.WaitTimeout < 0 {
+		return fmt.Errorf("--fabric-wait-timeout %s is negative", f.WaitTimeout)
+	}
 	return nil
 }
 
@@ -137,7 +190,11 @@ func OpenLedger(ctx context.Context, cfg Config, pool *pgxpool.Pool, km keys.Man
 // the channel's height and calls the contract once, so that a peer that
 // cannot be reached, a TLS CA that does not match, a certificate of another
 // MSP, a channel the identity may not read or a missing chaincode stops the
-// start with the reason instead of failing every batch later.
+// start with the reason instead of failing every batch later. The
+// WaitPeers are asked for their heights too, but one that does not answer
+// is only a warning: another organisation's peer being down must not keep
+// the issuer's API from starting (intake queues; commits then warn and go
+// on without waiting for it).
 func openFabric(ctx context.Context, f FabricConfig, log *slog.Logger) (LedgerBackend, error) {
 	read := func(path, flag string) ([]byte, error) {
 		b, err := os.ReadFile(path)
@@ -158,6 +215,16 @@ func openFabric(ctx context.Context, f FabricConfig, log *slog.Logger) (LedgerBa
 	if err != nil {
 		return nil, err
 	}
+	var waitPeers []fabric.Peer
+	var waitEndpoints []string
+	for _, p := range f.WaitPeers {
+		pca, err := read(p.TLSCACertFile, "fabric-wait-peers")
+		if err != nil {
+			return nil, err
+		}
+		waitPeers = append(waitPeers, fabric.Peer{Endpoint: p.Endpoint, TLSRootCert: pca, ServerName: p.ServerName})
+		waitEndpoints = append(waitEndpoints, p.Endpoint)
+	}
 	led, err := fabric.New(ctx, fabric.Config{
 		PeerEndpoint: f.PeerEndpoint,
 		TLSRootCert:  ca,
@@ -165,6 +232,9 @@ func openFabric(ctx context.Context, f FabricConfig, log *slog.Logger) (LedgerBa
 		Identities:   map[string]fabric.Identity{f.MSPID: {Cert: cert, Key: key}},
 		Channel:      f.Channel,
 		Chaincode:    f.Chaincode,
+		WaitPeers:    waitPeers,
+		WaitTimeout:  f.WaitTimeout,
+		Log:          log.With("component", "ledger"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fabric ledger: %w", err)
@@ -185,7 +255,12 @@ func openFabric(ctx context.Context, f FabricConfig, log *slog.Logger) (LedgerBa
 		_ = led.Close()
 		return nil, fmt.Errorf("fabric ledger: calling chaincode %s on channel %s: %w; check --fabric-chaincode", f.Chaincode, f.Channel, err)
 	}
+	waitHeights, err := led.WaitPeerHeights(pctx)
+	if err != nil {
+		log.Warn("fabric ledger: a --fabric-wait-peers peer does not answer; commits will not wait for it while that lasts",
+			"component", "ledger", "err", err)
+	}
 	log.Info("fabric ledger connected", "component", "ledger", "peer", f.PeerEndpoint, "channel", f.Channel,
-		"chaincode", f.Chaincode, "msp", f.MSPID, "height", h)
+		"chaincode", f.Chaincode, "msp", f.MSPID, "height", h, "wait_peers", waitEndpoints, "wait_peer_heights", waitHeights)
 	return led, nil
 }

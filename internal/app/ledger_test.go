@@ -3,6 +3,7 @@ package app
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -39,6 +40,26 @@ func TestResolveLedger(t *testing.T) {
 		{name: "peer without port", cfg: Config{Ledger: LedgerFabric,
 			Fabric: func() FabricConfig { f := full; f.PeerEndpoint = "peer0.org1.example.com"; return f }()},
 			wantErr: []string{`--fabric-peer "peer0.org1.example.com" is not host:port`}},
+		// --fabric-wait-peers: each peer's CA defaults to --fabric-tls-ca;
+		// resolving moves them to WaitPeers (OpenLedger resolves again).
+		{name: "wait peers", cfg: Config{Ledger: LedgerFabric, Fabric: func() FabricConfig {
+			f := full
+			f.WaitPeersSpec = "peer0.reg.example.com:7051, peer1.reg.example.com:7051=reg-ca.pem,10.0.0.9:7051=reg-ca.pem=peer2.reg.example.com,"
+			return f
+		}()}, want: Config{Ledger: LedgerFabric, IssuerMSP: "BankAMSP", Fabric: func() FabricConfig {
+			f := full
+			f.Channel, f.Chaincode = "greenpoints", "points"
+			f.WaitPeers = []FabricPeer{{Endpoint: "peer0.reg.example.com:7051", TLSCACertFile: "ca.pem"},
+				{Endpoint: "peer1.reg.example.com:7051", TLSCACertFile: "reg-ca.pem"},
+				{Endpoint: "10.0.0.9:7051", TLSCACertFile: "reg-ca.pem", ServerName: "peer2.reg.example.com"}}
+			return f
+		}()}},
+		{name: "wait peer without port", cfg: Config{Ledger: LedgerFabric,
+			Fabric: func() FabricConfig { f := full; f.WaitPeersSpec = "peer0.reg.example.com=reg-ca.pem"; return f }()},
+			wantErr: []string{`--fabric-wait-peers: "peer0.reg.example.com=reg-ca.pem" is not host:port`}},
+		{name: "negative wait", cfg: Config{Ledger: LedgerFabric,
+			Fabric: func() FabricConfig { f := full; f.WaitTimeout = -time.Second; return f }()},
+			wantErr: []string{"--fabric-wait-timeout -1s is negative"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,6 +81,14 @@ func TestResolveLedger(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, cfg); diff != "" {
 				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
+			// App.Start resolves, then OpenLedger resolves the result again.
+			again := cfg
+			if err := again.resolveLedger(); err != nil {
+				t.Fatalf("resolving again: %v", err)
+			}
+			if diff := cmp.Diff(cfg, again); diff != "" {
+				t.Errorf("resolving again changed the config (-once +twice):\n%s", diff)
 			}
 		})
 	}

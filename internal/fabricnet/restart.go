@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -115,6 +116,32 @@ func (n *Network) StartNode(ctx context.Context, name string) error {
 	}
 	n.log.InfoContext(ctx, "fabric node restarted", "node", name, "pid", n.procNamed(name).PID(),
 		"took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// PauseNode suspends the orderer or peer called name (SIGSTOP to its
+// process group), as a node stalled by a saturated disk or a long pause
+// would be: its connections stay open, it answers nothing and commits no
+// block until ResumeNode. For tests of a lagging endorser. Resume a paused
+// node before Stop, which otherwise kills it after its stop timeout.
+func (n *Network) PauseNode(name string) error { return n.signalNode(name, syscall.SIGSTOP) }
+
+// ResumeNode resumes a node PauseNode suspended (SIGCONT); resuming a
+// running node does nothing.
+func (n *Network) ResumeNode(name string) error { return n.signalNode(name, syscall.SIGCONT) }
+
+func (n *Network) signalNode(name string, sig syscall.Signal) error {
+	p := n.procNamed(name)
+	if p == nil {
+		return fmt.Errorf("no started node %q in this network (nodes: %s)", name, strings.Join(n.NodeNames(), ", "))
+	}
+	if gone, _ := p.Exited(); gone {
+		return fmt.Errorf("node %s is not running", name)
+	}
+	if err := syscall.Kill(-p.PID(), sig); err != nil {
+		return fmt.Errorf("signalling %s (pid %d) with %s: %w", name, p.PID(), sig, err)
+	}
+	n.log.Info("fabric node signalled", "node", name, "pid", p.PID(), "signal", sig.String())
 	return nil
 }
 
