@@ -43,6 +43,9 @@ var tests = []testCase{
 	// subclaim_cases.go
 	{"SubClaims", testSubClaims},
 	{"SubClaimBatches", testSubClaimBatches},
+	// subclaim_reverse_cases.go
+	{"SubClaimReversal", testSubClaimReversal},
+	{"SubClaimReversalExpiry", testSubClaimReversalExpiry},
 	// extend_cases.go
 	{"GraceExtension", testGraceExtension},
 }

@@ -130,8 +130,10 @@ func FuzzInvokeArgs(f *testing.F) {
 	now := time.Now().UTC()
 	seedPoints(c, now.Add(-24*time.Hour))
 	exp := now.Add(24 * time.Hour).Truncate(time.Second)
+	grant := seedItem("g1", "a1", 30, 300, exp)
+	grant.SubClaims = []string{hexOf("trip1"), hexOf("trip2")}
 	c.ok(fzBankA, "IssueBatch", points.IssueBatchArgs{Items: []points.IssueItem{
-		seedItem("i1", "a1", 100, 1000, exp), seedItem("i2", "a2", 50, 10, now.Add(time.Hour)),
+		seedItem("i1", "a1", 100, 1000, exp), seedItem("i2", "a2", 50, 10, now.Add(time.Hour)), grant,
 	}})
 	seedFamily(c, "fam", "a1", "a2")
 	fns := points.New().Functions()
@@ -142,6 +144,10 @@ func FuzzInvokeArgs(f *testing.F) {
 	seed("Transfer", 1, points.TransferArgs{From: "a1", To: "a2", Points: 10, RequestHash: hexOf("t")})
 	seed("Donate", 1, points.DonateArgs{Account: "a1", CharityID: "trees", ProjectID: "p1", Points: 10, RequestHash: hexOf("d")})
 	seed("Reverse", 1, points.ReverseArgs{Claim: hexOf("ci1"), Reason: "refund", ItemID: "r"})
+	three := int64(3)
+	seed("Reverse", 1, points.ReverseArgs{Claim: hexOf("trip1"), Reason: "refund", ItemID: "r", Points: &three})
+	f.Add("Reverse", uint8(1), []byte(`{"claim":"`+hexOf("trip2")+`","reason":"refund","itemId":"r","points":null}`))
+	f.Add("Reverse", uint8(1), []byte(`{"claim":"`+hexOf("trip2")+`","reason":"refund","itemId":"r","points":31}`))
 	seed("SweepExpired", 1, points.SweepArgs{Bucket: exp.Format("20060102"), Limit: 5})
 	seed("AnchorVersion", 1, points.AnchorVersionArgs{Kind: points.AnchorProfile, ID: "cn", Version: "9", SHA256: hexOf("x"), EffectiveAt: exp, Profile: &points.ProfileArgs{Timezone: "UTC", MaxValidityDays: 1}})
 	seed("GetBalance", 0, points.AccountArgs{Account: "a1"})

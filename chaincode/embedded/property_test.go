@@ -30,8 +30,12 @@ import (
 // random sequences of every transaction and checks them against a small
 // model: conservation per issuer and in total, no negative lot or balance,
 // earliest expiry first, transfers never extend expiry, a claim pays once
-// (also twice in one batch), reversals account for every point of their
-// claim and never leave a negative lot, debts settle first, suspended
+// (also twice in one batch), a trip (a grant's sub-claim) is never a claim,
+// reversals account for every point of their claim and never leave a
+// negative lot, a refunded trip gives back exactly its share of its grant
+// (clawed from what the grant's lots still hold, then counted as expired,
+// then owed) and the shares and the grant's own reversal never reverse a
+// point twice, debts settle first, suspended
 // issuers and charities cannot act, expired points cannot be spent before
 // the sweep, and replaying the same transactions at the same clock in a
 // fresh database gives the same state.
@@ -70,6 +74,17 @@ type pclaim struct {
 	claim, issuer, itemID, account string
 	points                         int64
 	reversed                       bool
+	// A grant's trips, and what their reversals took (SubReversed,
+	// SubExpired on the ledger).
+	trips                   []*ptrip
+	subReversed, subExpired int64
+}
+
+// ptrip is a trip of a grant: a sub-claim.
+type ptrip struct {
+	claim    string
+	grant    *pclaim
+	reversed bool
 }
 
 type pfamily struct {
@@ -89,6 +104,7 @@ type propModel struct {
 	accounts  []string
 	claims    []*pclaim
 	byClaim   map[string]*pclaim
+	trips     []*ptrip
 	issued    map[string]int64 // issuer -> points issued (model)
 	debt      map[string]int64
 	suspended map[string]bool // issuer MSPs and the charity (pCharity)
@@ -143,7 +159,7 @@ func TestPointsProperties(t *testing.T) {
 			"issue": m.issue, "issue2": m.issue, "issue3": m.issue,
 			"transfer": m.transfer, "transfer2": m.transfer,
 			"donate": m.donate, "donate2": m.donate,
-			"reverse": m.reverse,
+			"reverse": m.reverse, "refundTrip": m.refundTrip, "refundTrip2": m.refundTrip,
 			"sweep":   m.sweep,
 			"family":  m.family,
 			"status":  m.status,
@@ -299,7 +315,12 @@ func (m *propModel) issue(rt *rapid.T) {
 			ExpiresAt: m.uniqueExpiry(rapid.SampledFrom([]time.Duration{3 * time.Second, 30 * time.Second, 10 * time.Minute, 6 * time.Hour, 48 * time.Hour, 40 * 24 * time.Hour}).Draw(rt, "validity")),
 		}
 		it.Claim = hexOf(it.ItemID)
-		switch rapid.IntRange(0, 9).Draw(rt, "dup") {
+		if rapid.IntRange(0, 2).Draw(rt, "grant") == 0 { // a day's transit grant: fresh trips
+			for range rapid.IntRange(1, 3).Draw(rt, "trips") {
+				it.SubClaims = append(it.SubClaims, hexOf(m.fresh("trip")))
+			}
+		}
+		switch rapid.IntRange(0, 10).Draw(rt, "dup") {
 		case 0, 1: // an earlier claim, as a retry (same item) or by another item
 			if len(m.claims) > 0 {
 				c := rapid.SampledFrom(m.claims).Draw(rt, "old")
@@ -315,6 +336,10 @@ func (m *propModel) issue(rt *rapid.T) {
 				if rapid.Bool().Draw(rt, "sameItem") {
 					it.ItemID = prev.ItemID
 				}
+			}
+		case 3: // a trip as the claim: never a grant's claim
+			if len(m.trips) > 0 {
+				it.Claim = rapid.SampledFrom(m.trips).Draw(rt, "trip").claim
 			}
 		}
 		items = append(items, it)
@@ -337,6 +362,8 @@ func (m *propModel) issue(rt *rapid.T) {
 		}
 		want, settle := "", int64(0)
 		switch {
+		case m.isTrip(it.Claim):
+			want = points.ItemClaimedElsewhere
 		case c != nil && c.issuer == bank && c.itemID == it.ItemID:
 			want = points.ItemAlreadyIssued
 		case c != nil:
@@ -348,7 +375,11 @@ func (m *propModel) issue(rt *rapid.T) {
 			settle = min(m.debt[it.Account], it.Points)
 			m.debt[it.Account] -= settle
 			m.issued[bank] += it.Points
-			inBatch[it.Claim] = &pclaim{claim: it.Claim, issuer: bank, itemID: it.ItemID, account: it.Account, points: it.Points}
+			g := &pclaim{claim: it.Claim, issuer: bank, itemID: it.ItemID, account: it.Account, points: it.Points}
+			for _, sc := range it.SubClaims {
+				g.trips = append(g.trips, &ptrip{claim: sc, grant: g})
+			}
+			inBatch[it.Claim] = g
 		}
 		if r.Status != want || r.DebtSettled != settle {
 			rt.Fatalf("item %d %+v: got %s (%s) settled %d, model expects %s settled %d", i, it, r.Status, r.Reason, r.DebtSettled, want, settle)
@@ -361,6 +392,7 @@ func (m *propModel) issue(rt *rapid.T) {
 		if c := inBatch[it.Claim]; c != nil && m.byClaim[it.Claim] == nil {
 			m.byClaim[it.Claim] = c
 			m.claims = append(m.claims, c)
+			m.trips = append(m.trips, c.trips...)
 		}
 	}
 }
@@ -509,23 +541,13 @@ func (m *propModel) reverse(rt *rapid.T) {
 	case c.reversed:
 		want = "already_reversed"
 	}
+	live, expired := m.claimLots(rt, c.claim)
 	out := m.expect(rt, want, caller, "Reverse", points.ReverseArgs{Claim: c.claim, Reason: "refund", ItemID: m.fresh("rev")})
 	if want != "" {
 		return
 	}
-	var r points.ReverseResult
-	if err := json.Unmarshal(out, &r); err != nil {
-		rt.Fatal(err)
-	}
-	rv := r.Reversal
-	if rv.Clawed < 0 || rv.Expired < 0 || rv.Debt < 0 || rv.Clawed+rv.Expired+rv.Debt != c.points || rv.Truncated {
-		rt.Fatalf("reversal of %d points: %+v", c.points, rv)
-	}
+	m.checkReversal(rt, out, c, c.points-c.subReversed, live, expired)
 	c.reversed = true
-	m.debt[c.account] += rv.Debt
-	if r.DebtNow != m.debt[c.account] {
-		rt.Fatalf("debt now %d, model %d", r.DebtNow, m.debt[c.account])
-	}
 	// Nothing of the claim remains spendable anywhere.
 	now := m.clock.Now()
 	for _, a := range m.accounts {
@@ -534,6 +556,105 @@ func (m *propModel) reverse(rt *rapid.T) {
 				rt.Fatalf("lot %s of the reversed claim still holds %d", l.Key, l.Remaining)
 			}
 		}
+	}
+}
+
+// isTrip reports whether claim is a recorded trip (a grant's sub-claim).
+func (m *propModel) isTrip(claim string) bool {
+	return slices.ContainsFunc(m.trips, func(t *ptrip) bool { return t.claim == claim })
+}
+
+// claimLots returns what the lots of a claim (its lot and those transfers
+// made from it) hold that has not expired, and what of them has expired
+// (recorded, or due at the clock).
+func (m *propModel) claimLots(rt *rapid.T, claim string) (live, expired int64) {
+	now := m.clock.Now()
+	for _, a := range m.accounts {
+		for _, l := range m.allLots(rt, a) {
+			if l.Claim != claim {
+				continue
+			}
+			expired += l.Expired
+			if l.ExpiresAt.After(now) {
+				live += l.Remaining
+			} else {
+				expired += l.Remaining
+			}
+		}
+	}
+	return live, expired
+}
+
+// checkReversal checks a reversal of need points of grant c's lots (c
+// itself, or the grant of a refunded trip), given what they held before:
+// clawed from the live points first, then counted as expired what expired
+// and no earlier share counted, the rest owed; the live points went down by
+// exactly what was clawed.
+func (m *propModel) checkReversal(rt *rapid.T, out []byte, c *pclaim, need, live, expired int64) points.Reversal {
+	var r points.ReverseResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		rt.Fatal(err)
+	}
+	rv := r.Reversal
+	clawed := min(need, live)
+	exp := max(0, min(need-clawed, expired-c.subExpired))
+	want := points.Reversal{Clawed: clawed, Expired: exp, Debt: need - clawed - exp}
+	if rv.Clawed != want.Clawed || rv.Expired != want.Expired || rv.Debt != want.Debt || rv.Truncated || rv.Debt < 0 {
+		rt.Fatalf("reversal of %d points of %s (live %d, expired %d, %d expired counted before): %+v, model %+v",
+			need, c.claim, live, expired, c.subExpired, rv, want)
+	}
+	if after, _ := m.claimLots(rt, c.claim); after != live-clawed {
+		rt.Fatalf("the claim's lots hold %d live points after clawing %d of %d", after, clawed, live)
+	}
+	m.debt[c.account] += rv.Debt
+	if r.DebtNow != m.debt[c.account] {
+		rt.Fatalf("debt now %d, model %d", r.DebtNow, m.debt[c.account])
+	}
+	return rv
+}
+
+// refundTrip reverses a trip's share of its grant (a refunded fare):
+// mostly a share the grant has left, sometimes more.
+func (m *propModel) refundTrip(rt *rapid.T) {
+	if len(m.trips) == 0 {
+		rt.Skip("no trips yet")
+	}
+	tr := rapid.SampledFrom(m.trips).Draw(rt, "trip")
+	g := tr.grant
+	caller := g.issuer
+	if rapid.IntRange(0, 5).Draw(rt, "wrongIssuer") == 0 {
+		caller = map[string]string{pBankA: pBankB, pBankB: pBankA}[g.issuer]
+	}
+	left := g.points - g.subReversed
+	pts := rapid.Int64Range(0, left).Draw(rt, "share")
+	if rapid.IntRange(0, 5).Draw(rt, "tooMany") == 0 {
+		pts = left + rapid.Int64Range(1, 5).Draw(rt, "over")
+	}
+	want := ""
+	switch {
+	case m.suspended[caller]:
+		want = "member_suspended"
+	case caller != g.issuer:
+		want = "not_claim_owner"
+	case tr.reversed:
+		want = "already_reversed"
+	case g.reversed:
+		want = "grant_reversed"
+	case pts > left:
+		want = "points_exceed_grant"
+	}
+	live, expired := m.claimLots(rt, g.claim)
+	out := m.expect(rt, want, caller, "Reverse", points.ReverseArgs{Claim: tr.claim, Reason: "refund", ItemID: m.fresh("trev"), Points: &pts})
+	if want != "" {
+		return
+	}
+	rv := m.checkReversal(rt, out, g, pts, live, expired)
+	tr.reversed = true
+	g.subReversed += pts
+	g.subExpired += rv.Expired
+	led := evalAs[points.Claim](rt, m.l, pReg, "GetClaim", points.ClaimArgs{Claim: g.claim})
+	if led.SubReversed != g.subReversed || led.SubExpired != g.subExpired || led.SubReversed > led.Points {
+		rt.Fatalf("grant %s on the ledger reversed %d (%d expired) by its trips, model %d (%d)", g.claim, led.SubReversed, led.SubExpired, g.subReversed, g.subExpired)
 	}
 }
 
@@ -717,7 +838,7 @@ func (m *propModel) status(rt *rapid.T) {
 	who := rapid.SampledFrom([]string{pBankA, pBankB, pCharity}).Draw(rt, "who")
 	m.setStatus(rt, who, true)
 	for range rapid.IntRange(1, 3).Draw(rt, "tries") {
-		rapid.SampledFrom([]func(*rapid.T){m.issue, m.donate, m.transfer, m.reverse, m.sweep, m.family}).Draw(rt, "try")(rt)
+		rapid.SampledFrom([]func(*rapid.T){m.issue, m.donate, m.transfer, m.reverse, m.refundTrip, m.sweep, m.family}).Draw(rt, "try")(rt)
 	}
 	m.setStatus(rt, who, false)
 }

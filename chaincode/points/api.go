@@ -148,6 +148,11 @@ type ReverseArgs struct {
 	Claim  string `json:"claim"`
 	Reason string `json:"reason"`
 	ItemID string `json:"itemId"`
+	// Points is the share of its grant a sub-claim gives back (a refunded
+	// trip of a daily transit grant), 0 or more: required for a sub-claim,
+	// refused for any other claim, which always reverses whatever of its
+	// points is left.
+	Points *int64 `json:"points,omitempty"`
 }
 
 // ReverseResult is the result of Reverse.

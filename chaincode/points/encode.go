@@ -174,6 +174,14 @@ func (c *Claim) appendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"parent":`...)
 		b = appendJSONString(b, c.Parent)
 	}
+	if c.SubReversed != 0 {
+		b = append(b, `,"subReversed":`...)
+		b = strconv.AppendInt(b, c.SubReversed, 10)
+	}
+	if c.SubExpired != 0 {
+		b = append(b, `,"subExpired":`...)
+		b = strconv.AppendInt(b, c.SubExpired, 10)
+	}
 	if c.Reversal != nil {
 		r, err := json.Marshal(c.Reversal)
 		if err != nil {

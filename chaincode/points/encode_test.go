@@ -88,7 +88,8 @@ func TestRecordEncodingsMatchEncodingJSON(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		c := Claim{Claim: str.Draw(t, "c"), Issuer: str.Draw(t, "i"), ItemID: str.Draw(t, "it"), Account: str.Draw(t, "a"),
 			LotKey: str.Draw(t, "lk"), LotID: str.Draw(t, "li"), Points: rapid.Int64().Draw(t, "p"), Grams: rapid.Int64().Draw(t, "g"),
-			DebtSettled: rapid.Int64().Draw(t, "d"), IssuedAt: ts(t, "at"), TxID: str.Draw(t, "tx"), Parent: str.Draw(t, "parent")}
+			DebtSettled: rapid.Int64().Draw(t, "d"), IssuedAt: ts(t, "at"), TxID: str.Draw(t, "tx"), Parent: str.Draw(t, "parent"),
+			SubReversed: rapid.Int64Range(-2, 2).Draw(t, "sr"), SubExpired: rapid.Int64Range(-2, 2).Draw(t, "se")}
 		if rapid.Bool().Draw(t, "reversed") {
 			c.Reversal = &Reversal{ItemID: str.Draw(t, "ri"), Reason: str.Draw(t, "rr"), At: ts(t, "rat"), Clawed: 3, Debt: 4, Lots: 2, Truncated: true}
 		}

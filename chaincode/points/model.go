@@ -145,7 +145,10 @@ type NoticeBatch struct {
 // claimed it and the lot it made. A sub-claim (IssueItem.SubClaims) is
 // recorded like the grant's claim, pointing to the same lot, with Parent
 // naming the grant's claim and no points, grams or debt settled of its own
-// (they are the parent's): a grant is counted and reversed by its parent.
+// (they are the parent's): a grant is counted by its parent. A grant is
+// reversed whole by its own claim, or a share at a time by its sub-claims
+// (a refunded trip): the grant's claim keeps the running total of those
+// shares, and its own reversal takes only what they left.
 type Claim struct {
 	Claim       string    `json:"claim"`
 	Issuer      string    `json:"issuer"`
@@ -159,10 +162,20 @@ type Claim struct {
 	IssuedAt    time.Time `json:"issuedAt"`
 	TxID        string    `json:"txId"`
 	Parent      string    `json:"parent,omitempty"` // a sub-claim's grant claim; "" for a grant's own claim
+	// SubReversed is, on a grant's claim, the points its sub-claims'
+	// reversals accounted for (clawed, expired or owed), at most Points;
+	// SubExpired the part of it that had expired. A later reversal of the
+	// grant's claim reverses Points - SubReversed and counts as expired only
+	// what expired beyond SubExpired, so no point is clawed, owed or called
+	// expired twice.
+	SubReversed int64     `json:"subReversed,omitempty"`
+	SubExpired  int64     `json:"subExpired,omitempty"`
 	Reversal    *Reversal `json:"reversal,omitempty"`
 }
 
-// Reversal records how a claim was reversed.
+// Reversal records how a claim was reversed: Clawed + Expired + Debt are
+// the points reversed (a sub-claim's share; a claim's points less what its
+// sub-claims reversed before).
 type Reversal struct {
 	ItemID string    `json:"itemId"`
 	Reason string    `json:"reason"`

@@ -59,7 +59,7 @@ var reasons = []Reason{
 	{ReasonDuplicateEvidence, "Duplicate evidence",
 		"The same evidence arrived twice in one batch or file; it is counted once."},
 	{ReasonRefundBeforeIssue, "Refunded before issue",
-		"The payment was refunded or charged back before points were issued, so none are."},
+		"The payment was refunded or charged back before points were issued, so none are. A card-paid fare refunded before its day's transit grant reached the ledger is left out of the grant; the day's other trips are granted without it."},
 	{ReasonProfileForbids, "Not allowed by profile",
 		"The issuer's profile excludes this merchant, region or kind of action."},
 	{ReasonLedgerRejected, "Ledger rejected",

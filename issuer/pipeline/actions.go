@@ -17,7 +17,7 @@ const (
 	ReasonUnknownOperator   = "unknown_operator"     // a ride-level trip id from an operator we do not know
 	ReasonNothingToReverse  = "nothing_to_reverse"   // a refund of a payment that earned nothing
 	ReasonBelowOnePoint     = "below_one_point"      // the action's grams earn less than one point
-	ReasonTransitNotReverse = "transit_not_reversed" // fare refunds do not reverse a day's transit grant
+	ReasonTransitNotReverse = "transit_not_reversed" // no longer given (older events carry it); codes are never removed
 	ReasonUnknownAccount    = "unknown_account"      // a trip names an account we never opened
 )
 

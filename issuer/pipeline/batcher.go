@@ -338,6 +338,7 @@ func (b *Batcher) applyResults(ctx context.Context, tx pgx.Tx, qs []queued, resu
 // settlement is the new status of one issuance's actions.
 type settlement struct {
 	issuance       uuid.UUID
+	action         uuid.UUID // only this action of the issuance (a refunded trip of a grant); uuid.Nil: all of them
 	status, reason string
 	extra          map[string]any // callback fields
 }
@@ -354,15 +355,20 @@ func (b *Batcher) settle(ctx context.Context, tx pgx.Tx, list []settlement) erro
 	if len(list) == 0 {
 		return nil
 	}
-	ids, sts, reasons := make([]uuid.UUID, len(list)), make([]string, len(list)), make([]string, len(list))
-	byID := make(map[uuid.UUID]*settlement, len(list))
+	ids, acts, sts, reasons := make([]uuid.UUID, len(list)), make([]uuid.UUID, len(list)), make([]string, len(list)), make([]string, len(list))
+	byID := make(map[uuid.UUID]*settlement, len(list)) // by issuance, or by action for one action's
 	for i := range list {
-		ids[i], sts[i], reasons[i] = list[i].issuance, list[i].status, list[i].reason
-		byID[list[i].issuance] = &list[i]
+		ids[i], acts[i], sts[i], reasons[i] = list[i].issuance, list[i].action, list[i].status, list[i].reason
+		key := list[i].issuance
+		if list[i].action != uuid.Nil {
+			key = list[i].action
+		}
+		byID[key] = &list[i]
 	}
 	rows, err := tx.Query(ctx, `UPDATE actions a SET status = u.st, reason = u.r, updated_at = now()
-		FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(iss, st, r) WHERE a.issuance_id = u.iss
-		RETURNING a.id, a.partner_id, a.partner_tx_id, a.kind, a.line, a.grams, a.issuance_id`, ids, sts, reasons)
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[]) AS u(iss, st, r, act)
+		WHERE a.issuance_id = u.iss AND (u.act = '00000000-0000-0000-0000-000000000000' OR a.id = u.act)
+		RETURNING a.id, a.partner_id, a.partner_tx_id, a.kind, a.line, a.grams, a.issuance_id`, ids, sts, reasons, acts)
 	if err != nil {
 		return fmt.Errorf("settle actions: %w", err)
 	}
@@ -377,7 +383,10 @@ func (b *Batcher) settle(ctx context.Context, tx pgx.Tx, list []settlement) erro
 			rows.Close()
 			return err
 		}
-		st := byID[iss]
+		st := byID[id]
+		if st == nil {
+			st = byID[iss]
+		}
 		p := map[string]any{"type": "action." + st.status, "partner": partner, "actionId": id.String(), "transactionId": txID,
 			"kind": kind, "grams": grams, "status": st.status}
 		if line > 0 {
@@ -440,6 +449,10 @@ func transientConflict(err error) bool {
 }
 
 func isAlreadyReversed(err error) bool { return apperr.ReasonOf(err) == "already_reversed" }
+
+// isGrantReversed: a refunded trip's grant was reversed whole meanwhile;
+// the trip's share went with it and there is nothing left to give back.
+func isGrantReversed(err error) bool { return apperr.ReasonOf(err) == "grant_reversed" }
 
 // isRejection: the contract refused the transaction; resubmitting the same
 // arguments would be refused again.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,6 +14,7 @@ import (
 	"github.com/greenpoints/greenpoints/internal/database"
 	"github.com/greenpoints/greenpoints/issuer/evidence"
 	"github.com/greenpoints/greenpoints/issuer/quantify"
+	"github.com/greenpoints/greenpoints/issuer/rules"
 )
 
 // maxDaysPerRound bounds one grouping round: (account, local day) pairs.
@@ -181,23 +183,26 @@ func (b *Batcher) grant(ctx context.Context, tx pgx.Tx, trips []dueTrip) error {
 }
 
 // reverse submits queued reversals (refunds and chargebacks of issued
-// actions) one ledger transaction each.
+// actions) one ledger transaction each: an issuance's whole claim, or a
+// refunded trip's share of its grant by the trip's sub-claim.
 func (b *Batcher) reverse(ctx context.Context) (int, error) {
 	var n int
 	err := database.InTx(ctx, b.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, issuance_id, claim, reason FROM reversals WHERE status = 'queued'
+		rows, err := tx.Query(ctx, `SELECT id, issuance_id, action_id, claim, points, reason FROM reversals WHERE status = 'queued'
 			ORDER BY created_at LIMIT 20 FOR UPDATE SKIP LOCKED`)
 		if err != nil {
 			return err
 		}
 		type rev struct {
 			id, issuance  uuid.UUID
+			action        *uuid.UUID // a trip's share; nil: the whole claim
 			claim, reason string
+			points        *int64
 		}
 		var rs []rev
 		for rows.Next() {
 			var r rev
-			if err := rows.Scan(&r.id, &r.issuance, &r.claim, &r.reason); err != nil {
+			if err := rows.Scan(&r.id, &r.issuance, &r.action, &r.claim, &r.points, &r.reason); err != nil {
 				rows.Close()
 				return err
 			}
@@ -210,12 +215,15 @@ func (b *Batcher) reverse(ctx context.Context) (int, error) {
 		n = len(rs)
 		for _, r := range rs {
 			var res points.ReverseResult
-			_, tried, err := b.submit(ctx, "Reverse", points.ReverseArgs{Claim: r.claim, Reason: r.reason, ItemID: r.id.String()}, &res)
-			status, errText := "done", ""
+			_, tried, err := b.submit(ctx, "Reverse", points.ReverseArgs{Claim: r.claim, Reason: r.reason, ItemID: r.id.String(), Points: r.points}, &res)
+			status, errText, earlier := "done", "", isAlreadyReversed(err)
 			switch {
 			case err == nil:
-			case isAlreadyReversed(err):
+			case earlier:
 				// An earlier attempt committed before a crash: the reversal is done.
+			case isGrantReversed(err):
+				// The trip's share went with its whole grant: done, nothing clawed here.
+				errText = err.Error()
 			case isRejection(err):
 				status, errText = "failed", err.Error()
 				b.log.Error("ledger refused a reversal", "reversal", r.id, "err", err)
@@ -230,15 +238,75 @@ func (b *Batcher) reverse(ctx context.Context) (int, error) {
 			if status != "done" {
 				continue
 			}
+			rv := res.Reversal
+			extra := map[string]any{"pointsReversed": rv.Clawed + rv.Expired + rv.Debt, "pointsClawed": rv.Clawed,
+				"pointsExpired": rv.Expired, "debt": rv.Debt, "debtNow": res.DebtNow}
+			if r.action != nil {
+				// One trip of a grant that stays issued for its other trips.
+				if earlier {
+					extra["pointsReversed"] = *r.points // the share the ledger took then
+				}
+				if err := b.settle(ctx, tx, []settlement{{issuance: r.issuance, action: *r.action, status: "reversed", reason: r.reason, extra: extra}}); err != nil {
+					return err
+				}
+				continue
+			}
 			if _, err := tx.Exec(ctx, `UPDATE issuances SET status = 'reversed', reason = $2, updated_at = now() WHERE id = $1`, r.issuance, r.reason); err != nil {
 				return err
 			}
-			if err := b.settleActions(ctx, tx, r.issuance, "reversed", r.reason, map[string]any{
-				"pointsClawed": res.Reversal.Clawed, "pointsExpired": res.Reversal.Expired, "debt": res.Reversal.Debt, "debtNow": res.DebtNow}); err != nil {
+			if err := b.settleActions(ctx, tx, r.issuance, "reversed", r.reason, extra); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	return n, err
+}
+
+// grantFacts are what a transit grant's points were computed from.
+type grantFacts struct {
+	category            string
+	occurredAt          time.Time
+	ruleID, ruleVersion string
+	points, grams       int64
+}
+
+// tripShare is a refunded trip's share of its transit grant: the points
+// the grant would not have earned without the trip, the grant's trips
+// refunded before (refundedGrams) being gone already.
+//
+// The grant was priced (priceWith) as points = min(R(grams), room): R the
+// rule points of the day's grams under the rule set in force at the grant's
+// time (campaign multipliers included), room the least cap room of the
+// grant's cap windows then. The room is not stored and is not needed: it
+// is at least points, and equals points when a cap cut the grant, and R
+// never grows when grams shrink, so for the grams of any of the grant's
+// trips min(R(g), room) = min(R(g), points). The share is
+//
+//	min(R(g), points) - min(R(g - trip), points),  g = grams - refundedGrams,
+//
+// never negative (0 when the day was capped beyond the trip), and the
+// shares of all of a grant's trips, refunded in any order, add up to
+// exactly its points: the ledger never reverses more than the grant.
+func tripShare(pol *Policy, g grantFacts, refundedGrams, tripGrams int64) (int64, error) {
+	i := slices.IndexFunc(pol.Rules, func(r rules.RuleSet) bool { return r.ID == g.ruleID && r.Version == g.ruleVersion })
+	if i < 0 {
+		return 0, fmt.Errorf("transit grant priced under rule set %s@%s, which the policy does not publish", g.ruleID, g.ruleVersion)
+	}
+	worth := func(grams int64) (int64, error) {
+		if grams <= 0 {
+			return 0, nil
+		}
+		pts, _, err := pol.Rules[i].Points(g.category, grams, g.occurredAt)
+		return min(pts, g.points), err
+	}
+	before, err := worth(g.grams - refundedGrams)
+	if err != nil {
+		return 0, err
+	}
+	after, err := worth(g.grams - refundedGrams - tripGrams)
+	if err != nil {
+		return 0, err
+	}
+	return max(before-after, 0), nil
 }

@@ -107,7 +107,7 @@ func ReasonCatalogue() []evidence.Reason {
 		evidence.Reason{Code: ReasonUnknownOperator, Title: "Unknown transit operator", Description: "The payment carries a ride-level trip id of an operator that is not a registered partner."},
 		evidence.Reason{Code: ReasonNothingToReverse, Title: "Nothing to reverse", Description: "The refunded or charged-back payment earned no points."},
 		evidence.Reason{Code: ReasonBelowOnePoint, Title: "Below one point", Description: "The action avoids too little CO2e to earn a whole point under the rule in force."},
-		evidence.Reason{Code: ReasonTransitNotReverse, Title: "Transit not reversed", Description: "A fare refund does not reverse the day's transit grant; the trip stays claimed."},
+		evidence.Reason{Code: ReasonTransitNotReverse, Title: "Transit not reversed", Description: "No longer given: before fare refunds took back their trip's share of the day's transit grant, a refunded fare's trip stayed claimed and granted; older events keep this code."},
 		evidence.Reason{Code: ReasonUnknownAccount, Title: "Unknown account", Description: "The trip names an account that has no consented card link and was never opened."},
 		evidence.Reason{Code: "sub_claim_taken", Title: "Trip claimed elsewhere", Description: "A trip of a transit grant was claimed by another issuer; the grant was re-issued without it."},
 	)
