@@ -44,7 +44,7 @@ type options struct {
 	rate                           int
 	duration                       time.Duration
 	perRequest, total, accounts    int
-	inFlight                       int
+	inFlight, warmup               int
 }
 
 func main() {
@@ -85,14 +85,16 @@ Flags:
 	fs.IntVar(&o.total, "total", 20000, "e2e: issuances to make (at most 1,000,000)")
 	fs.IntVar(&o.accounts, "accounts", 2000, "sandbox accounts (card links) to spread the purchases over, so caps never bind")
 	fs.IntVar(&o.inFlight, "in-flight", 64, "at most this many requests outstanding")
+	fs.IntVar(&o.warmup, "warmup", 0, "transactions sent (e2e: and issued) before measuring, not measured; then the tables are ANALYZEd, as autovacuum keeps them in steady state (at most 1,000,000)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	switch {
 	case o.keysDir == "" || o.dbURL == "":
 		return errors.New("--keys-dir and --database-url are required (the demo prints both)")
-	case o.duration > 5*time.Minute || o.total > 1_000_000 || o.perRequest < 1 || o.perRequest > 500 || o.rate < 1 || o.inFlight < 1:
-		return errors.New("out of bounds: --duration <= 5m, --total <= 1,000,000, 1 <= --per-request <= 500, --rate >= 1, --in-flight >= 1")
+	case o.duration > 5*time.Minute || o.total > 1_000_000 || o.perRequest < 1 || o.perRequest > 500 || o.rate < 1 || o.inFlight < 1 ||
+		o.warmup < 0 || o.warmup > 1_000_000:
+		return errors.New("out of bounds: --duration <= 5m, --total <= 1,000,000, 1 <= --per-request <= 500, --rate >= 1, --in-flight >= 1, 0 <= --warmup <= 1,000,000")
 	}
 	pool, err := database.Open(ctx, o.dbURL)
 	if err != nil {
@@ -113,13 +115,16 @@ Flags:
 		return err
 	}
 	client.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.inFlight, MaxConnsPerHost: o.inFlight}}
-	switch o.mode {
-	case "intake":
-		return intake(ctx, client, o, stdout)
-	case "e2e":
-		return endToEnd(ctx, client, pool, o, stdout)
+	if o.mode != "intake" && o.mode != "e2e" {
+		return fmt.Errorf("unknown --mode %q: intake or e2e", o.mode)
 	}
-	return fmt.Errorf("unknown --mode %q: intake or e2e", o.mode)
+	if err := warmUp(ctx, client, pool, o, stdout); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if o.mode == "intake" {
+		return intake(ctx, client, o, stdout)
+	}
+	return endToEnd(ctx, client, pool, o, stdout)
 }
 
 func bankClient(url, keysDir string) (*partnerclient.Client, error) {
@@ -203,16 +208,45 @@ func intake(ctx context.Context, c *partnerclient.Client, o options, w io.Writer
 	return nil
 }
 
-// endToEnd sends o.total purchases past the hold period and waits until all
-// are issued and the projection has applied the block of the last one.
-func endToEnd(ctx context.Context, c *partnerclient.Client, pool *pgxpool.Pool, o options, w io.Writer) error {
-	at := time.Now().AddDate(0, 0, -4)
+// warmUp sends o.warmup transactions the way the measured run will (e2e:
+// and waits until they are issued and projected), then ANALYZEs the
+// database. A fresh server's tables are empty: plans cached while they are
+// tiny (sequential scans) stay until autovacuum's next ANALYZE, up to a
+// minute later, so a short run from an empty database measures that minute
+// rather than the steady state.
+func warmUp(ctx context.Context, c *partnerclient.Client, pool *pgxpool.Pool, o options, w io.Writer) error {
+	if o.warmup == 0 {
+		return nil
+	}
+	wo := o
+	wo.run, wo.total = o.run+"w", o.warmup
+	at := time.Now()
+	if o.mode == "e2e" {
+		at = at.AddDate(0, 0, -4)
+	}
+	start := time.Now()
+	if err := send(ctx, c, wo, at); err != nil {
+		return err
+	}
+	if o.mode == "e2e" {
+		if _, _, err := waitIssued(ctx, pool, wo); err != nil {
+			return err
+		}
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE`); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "warm-up: %d transactions in %s, then ANALYZE\n", o.warmup, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// send posts o.total purchases dated at, o.perRequest per request, as fast
+// as the server takes them (at most o.inFlight outstanding).
+func send(ctx context.Context, c *partnerclient.Client, o options, at time.Time) error {
 	reqs := (o.total + o.perRequest - 1) / o.perRequest
-	prefix := fmt.Sprintf("load-%s-%%", o.run)
 	var failed atomic.Int64
 	sem := make(chan struct{}, o.inFlight)
 	var wg sync.WaitGroup
-	start := time.Now()
 	for i := 0; i < reqs && ctx.Err() == nil; i++ {
 		sem <- struct{}{}
 		wg.Add(1)
@@ -226,38 +260,61 @@ func endToEnd(ctx context.Context, c *partnerclient.Client, pool *pgxpool.Pool, 
 		}(i)
 	}
 	wg.Wait()
-	sent := time.Since(start)
 	if failed.Load() > 0 {
 		return fmt.Errorf("%d requests failed", failed.Load())
 	}
+	return ctx.Err()
+}
+
+// endToEnd sends o.total purchases past the hold period and waits until all
+// are issued and the projection has applied the block of the last one.
+func endToEnd(ctx context.Context, c *partnerclient.Client, pool *pgxpool.Pool, o options, w io.Writer) error {
+	start := time.Now()
+	if err := send(ctx, c, o, time.Now().AddDate(0, 0, -4)); err != nil {
+		return err
+	}
+	sent := time.Since(start)
+	reqs := (o.total + o.perRequest - 1) / o.perRequest
 	fmt.Fprintf(w, "sent %d purchases in %d requests in %s (%.0f/s)\n", o.total, reqs, sent.Round(time.Millisecond), float64(o.total)/sent.Seconds())
+	issued, allIssued, err := waitIssued(ctx, pool, o)
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	fmt.Fprintf(w, "e2e: %d issuances signed-request-to-projection in %s: %.0f issuances/s (all committed on the ledger after %s)\n",
+		issued, took.Round(time.Millisecond), float64(issued)/took.Seconds(), (allIssued.Sub(start)).Round(time.Millisecond))
+	return nil
+}
+
+// waitIssued waits until o.total purchases of run o.run are issued and the
+// projection has applied the block of the last one; it returns how many
+// and when all were issued.
+func waitIssued(ctx context.Context, pool *pgxpool.Pool, o options) (int, time.Time, error) {
+	prefix := fmt.Sprintf("load-%s-%%", o.run)
 	deadline := time.Now().Add(10 * time.Minute)
-	var allIssued time.Duration
+	var allIssued time.Time
 	for ctx.Err() == nil {
 		var issued, pending int
 		var lastBlock int64
 		err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE i.status = 'issued'), count(*) FILTER (WHERE i.status = 'queued'),
 			coalesce(max(i.block), 0) FROM actions a JOIN issuances i ON i.id = a.issuance_id WHERE a.partner_tx_id LIKE $1`, prefix).Scan(&issued, &pending, &lastBlock)
 		if err != nil {
-			return err
+			return 0, allIssued, err
 		}
 		var projected int64
 		if err := pool.QueryRow(ctx, `SELECT block FROM proj_checkpoint WHERE name = 'points'`).Scan(&projected); err != nil {
-			return err
+			return 0, allIssued, err
 		}
-		if issued >= o.total && allIssued == 0 {
-			allIssued = time.Since(start)
+		if issued >= o.total && allIssued.IsZero() {
+			allIssued = time.Now()
 		}
 		if issued >= o.total && projected >= lastBlock {
-			took := time.Since(start)
-			fmt.Fprintf(w, "e2e: %d issuances signed-request-to-projection in %s: %.0f issuances/s (all committed on the ledger after %s)\n",
-				issued, took.Round(time.Millisecond), float64(issued)/took.Seconds(), allIssued.Round(time.Millisecond))
-			return nil
+			return issued, allIssued, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out: %d issued, %d queued, projection at block %d of %d", issued, pending, projected, lastBlock)
+			return 0, allIssued, fmt.Errorf("timed out: %d issued, %d queued, projection at block %d of %d", issued, pending, projected, lastBlock)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return ctx.Err()
+	return 0, allIssued, ctx.Err()
 }

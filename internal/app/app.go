@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"errors"
@@ -42,6 +43,7 @@ type Config struct {
 	RulesID         string        // the issuer's rule set; "" means "cn-default-rules"
 	BatchSize       int           // issuances per ledger transaction; 0 means 500
 	BatchWorkers    int           // ledger transactions in flight per instance; 0 means 4
+	IntakeWorkers   int           // shared intake transactions in flight (group commit); 0 means pipeline.DefaultIntakeWorkers
 	Fabric          FabricConfig  // the gateway peer and the issuer's identity, with Ledger "fabric"
 	JWTIssuer       string        // consumer tokens' "iss"; "" means auth.DefaultIssuer (the demo's)
 	JWTAudience     string        // consumer tokens' "aud"; "" means auth.DefaultAudience
@@ -92,7 +94,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 	// however many workers wait on it, its endorsements and its block
 	// producer always find a connection (a shared pool of 4 deadlocked
 	// under the kill -9 test until the 2-minute block timeout).
-	pool, err := database.Open(ctx, cfg.DatabaseURL, database.WithMaxConns(int32(2*workers+16)))
+	pool, err := database.Open(ctx, cfg.DatabaseURL, database.WithMaxConns(int32(2*workers+cmp.Or(cfg.IntakeWorkers, pipeline.DefaultIntakeWorkers)+16)))
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +214,9 @@ func (a *App) VerifyLedger(ctx context.Context) error {
 // waits for in-flight requests (bounded by ShutdownTimeout), and closes the
 // database pool.
 func (a *App) Run(ctx context.Context) error {
+	// Concurrent partner requests share transactions; the workers outlive
+	// the HTTP server's drain, since its handlers wait on them.
+	stopIntake := a.svc.EnableGroupCommit(cmp.Or(a.cfg.IntakeWorkers, pipeline.DefaultIntakeWorkers))
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
 	// The background workers stop with ctx; each finishes the batch it has
@@ -234,6 +239,7 @@ func (a *App) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
 	defer cancel()
 	shutErr := a.srv.Shutdown(sctx)
+	stopIntake()
 	wg.Wait()
 	// The ledger drains its pending commits before the pool goes away.
 	if err := a.led.Close(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,6 +40,7 @@ type Service struct {
 	cfg      Config
 	log      *slog.Logger
 	metrics  *Metrics
+	group    *grouper // nil: one transaction per request
 }
 
 // NewService returns the intake service.
@@ -105,6 +107,24 @@ type ActionResult struct {
 type Response struct {
 	RequestID string        `json:"requestId"`
 	Events    []EventResult `json:"events"`
+	body      []byte        // as stored with the request
+}
+
+// Body is the response as stored with the request, the bytes a replay of
+// its webhook id returns.
+func (r *Response) Body() []byte { return r.body }
+
+// DueNow reports whether the request queued work the batcher can do at
+// once: an issuance past its hold period, or a reversal.
+func (r *Response) DueNow(now time.Time) bool {
+	for _, e := range r.Events {
+		for _, a := range e.Actions {
+			if a.Status == "queued" && !a.NotBefore.After(now) || a.Status == "reversal_queued" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Event is one reported event, as the pipeline handles it.
@@ -117,7 +137,15 @@ type event struct {
 	trip   *evidence.Trip
 	source string // api | file
 	hash   []byte
+	job    *job // the request that reported it
+	index  int  // its position in that request
 }
+
+// partner is the partner that reported the event.
+func (ev *event) partner() *PartnerKeys { return ev.job.req.Partner }
+
+// result is the event's entry in its request's response.
+func (ev *event) result() *EventResult { return &ev.job.resp.Events[ev.index] }
 
 func cardEvent(t *evidence.CardTransaction, source string) event {
 	c := *t
@@ -180,87 +208,211 @@ type Replayed struct {
 func (r *Replayed) Error() string { return "replayed webhook id" }
 
 func (s *Service) receive(ctx context.Context, req Request, evs []event) (*Response, error) {
-	// A deadlock between two requests locking the same payments in opposite
-	// orders aborts one of them; it is retried here rather than surfacing.
-	for attempt := 1; ; attempt++ {
-		resp, err := s.receiveOnce(ctx, req, evs)
-		if attempt < 3 && isRetryable(err) {
-			s.log.Info("intake transaction retried", "reason", err.Error(), "attempt", attempt)
-			continue
+	j := &job{req: req, evs: evs, bodySum: sha256.Sum256(req.Body)}
+	if s.group == nil || len(evs) > groupMaxEvents {
+		s.process(ctx, []*job{j})
+	} else if err := s.group.do(ctx, j); err != nil {
+		return nil, err
+	}
+	if j.err != nil {
+		return nil, j.err
+	}
+	for _, ev := range j.evs {
+		s.metrics.event(ev.kind, j.resp.Events[ev.index].Outcome)
+	}
+	return j.resp, nil
+}
+
+// job is one partner request on its way through intake: alone, or sharing
+// one PostgreSQL transaction with other requests (see group.go).
+type job struct {
+	req     Request
+	evs     []event
+	bodySum [32]byte
+	resp    *Response
+	err     error // the request's own outcome: *Replayed, a conflict, or a failure
+}
+
+// process records jobs in one transaction. A deadlock or serialization
+// failure (two transactions locking the same payments in opposite orders)
+// is retried rather than surfacing; a request whose events conflict with
+// earlier ones is answered 422 and the others go again without it, since
+// nothing of a conflicting request may be recorded; any other failure of a
+// shared transaction retries each request alone, so that one request's
+// failure is never another's.
+func (s *Service) process(ctx context.Context, jobs []*job) {
+	for attempt := 1; len(jobs) > 0; attempt++ {
+		err := s.processOnce(ctx, jobs)
+		var gc groupConflicts
+		switch {
+		case err == nil:
+			s.metrics.intakeTransaction(len(jobs))
+			return
+		case errors.As(err, &gc):
+			live := jobs[:0:0]
+			for _, j := range jobs {
+				if fields := gc[j]; len(fields) > 0 {
+					j.err = &apperr.Error{Code: apperr.Invalid, Reason: "transaction_conflict", Fields: fields,
+						Detail: "an event reuses a transaction id and status received before with a different body; nothing was recorded"}
+				} else {
+					live = append(live, j)
+				}
+			}
+			jobs, attempt = live, 0
+		case attempt < 3 && isRetryable(err):
+			s.log.Info("intake transaction retried", "reason", err.Error(), "attempt", attempt, "requests", len(jobs))
+		case len(jobs) > 1:
+			s.log.Warn("shared intake transaction failed; retrying its requests one by one", "err", err, "requests", len(jobs))
+			for _, j := range jobs {
+				s.process(ctx, []*job{j})
+			}
+			return
+		default:
+			jobs[0].err = err
+			return
 		}
-		return resp, err
 	}
 }
 
-// isRetryable: a deadlock or serialization failure; the transaction did nothing.
+// groupConflicts are the requests of a shared transaction whose events
+// conflict with events received before; the transaction is rolled back.
+type groupConflicts map[*job][]apperr.FieldError
+
+func (groupConflicts) Error() string { return "transaction conflicts" }
+
+// isRetryable: a deadlock or serialization failure, or a webhook id
+// recorded meanwhile by a writer that does not take intake's lock (the
+// card-link route); the transaction did nothing, and run again it finds
+// what the other one committed.
 func isRetryable(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001" ||
+		pe.Code == "23505" && pe.ConstraintName == "partner_requests_partner_id_webhook_id_key")
 }
 
-func (s *Service) receiveOnce(ctx context.Context, req Request, evs []event) (*Response, error) {
-	resp := &Response{RequestID: uuid.Must(uuid.NewV7()).String(), Events: make([]EventResult, len(evs))}
-	bodySum := sha256.Sum256(req.Body)
-	err := database.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-		// Claim the webhook id first: a concurrent replay blocks here until
-		// this transaction ends, then finds the stored response. The
-		// events' locks travel in the same round trip.
-		var claimed int64
+func (s *Service) processOnce(ctx context.Context, jobs []*job) error {
+	var all []*event
+	for _, j := range jobs {
+		j.resp, j.err = &Response{RequestID: uuid.Must(uuid.NewV7()).String(), Events: make([]EventResult, len(j.evs))}, nil
+		for k := range j.evs {
+			ev := &j.evs[k]
+			ev.job, ev.index = j, k
+			all = append(all, ev)
+		}
+	}
+	return database.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		// First round trip: the locks of the requests' webhook ids and of
+		// their events, then what was recorded before under those names.
+		// A concurrent request with the same webhook id (or an event of the
+		// same payment) waits here until the other transaction ends, so the
+		// reads see its outcome: a replay returns the stored response.
+		// The facts the decisions need travel in it too.
 		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO partner_requests (id, partner_id, webhook_id, route, body, body_sha256,
-			signature, key_id, signed_at, response_status, response)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, '') ON CONFLICT (partner_id, webhook_id) DO NOTHING`,
-			resp.RequestID, req.Partner.ID, req.WebhookID, req.Route, req.Body, bodySum[:], req.Signature, req.KeyID, req.SignedAt).
-			Exec(func(ct pgconn.CommandTag) error { claimed = ct.RowsAffected(); return nil })
-		queueLocks(b, eventLocks(req.Partner.ID, evs))
+		w := &work{s: s, tx: tx, now: s.cfg.Now(), final: &pgx.Batch{}}
+		queueLocks(b, slices.Concat(webhookLocks(jobs), eventLocks(all), w.claimLocks(all)))
+		seen := queueStoredRequests(b, jobs)
+		w.queueEarlier(b, all)
+		facts := w.queueLookups(b, all)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("record request: %w", err)
+			return fmt.Errorf("lock and read earlier requests: %w", err)
 		}
-		if claimed == 0 {
-			return s.replay(ctx, tx, req, bodySum[:])
+		var live []*job
+		var evs []*event
+		for _, j := range jobs {
+			if st, ok := seen[[2]string{j.req.Partner.ID, j.req.WebhookID}]; ok {
+				j.resp, j.err = nil, st.replay(j)
+				continue
+			}
+			live = append(live, j)
+			for k := range j.evs {
+				evs = append(evs, &j.evs[k])
+			}
 		}
-		w := &work{s: s, tx: tx, req: req, requestID: resp.RequestID, now: s.cfg.Now(), final: &pgx.Batch{}}
-		conflicts, err := w.run(ctx, evs, resp.Events)
+		if len(live) == 0 {
+			return nil
+		}
+		conflicts, err := w.run(ctx, evs, facts)
 		if err != nil {
 			return err
 		}
 		if len(conflicts) > 0 {
-			return &apperr.Error{Code: apperr.Invalid, Reason: "transaction_conflict", Fields: conflicts,
-				Detail: "an event reuses a transaction id and status received before with a different body; nothing was recorded"}
+			return conflicts
 		}
-		body, err := json.Marshal(resp)
-		if err != nil {
-			return err
+		// The requests' rows, with their responses, go first in the last
+		// round trip: their events name them.
+		n := len(live)
+		ids, partners, hooks, routes, bodies, sums, sigs, keyIDs, signed, resps := make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([][]byte, n), make([][]byte, n), make([]string, n), make([]string, n), make([]time.Time, n), make([][]byte, n)
+		for i, j := range live {
+			body, err := json.Marshal(j.resp)
+			if err != nil {
+				return err
+			}
+			j.resp.body = body
+			ids[i], partners[i], hooks[i], routes[i], bodies[i], sums[i], sigs[i], keyIDs[i], signed[i], resps[i] =
+				j.resp.RequestID, j.req.Partner.ID, j.req.WebhookID, j.req.Route, j.req.Body, j.bodySum[:], j.req.Signature, j.req.KeyID, j.req.SignedAt, body
 		}
-		w.final.Queue(`UPDATE partner_requests SET response_status = 202, response = $2 WHERE id = $1`, resp.RequestID, body)
-		if err := tx.SendBatch(ctx, w.final).Close(); err != nil {
-			return fmt.Errorf("record outcomes: %w", err)
+		final := &pgx.Batch{}
+		final.Queue(`INSERT INTO partner_requests (id, partner_id, webhook_id, route, body, body_sha256,
+			signature, key_id, signed_at, response_status, response)
+			SELECT u.id, u.p, u.h, u.r, u.b, u.s, u.sig, u.k, u.at, 202, u.resp
+			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::text[], $8::text[], $9::timestamptz[], $10::bytea[])
+				AS u(id, p, h, r, b, s, sig, k, at, resp)`,
+			ids, partners, hooks, routes, bodies, sums, sigs, keyIDs, signed, resps)
+		final.QueuedQueries = append(final.QueuedQueries, w.final.QueuedQueries...)
+		if err := tx.SendBatch(ctx, final).Close(); err != nil {
+			return fmt.Errorf("record requests and outcomes: %w", err)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	for i, r := range resp.Events {
-		s.metrics.event(evs[i].kind, r.Outcome)
-	}
-	return resp, nil
 }
 
-// replay returns the stored response of a webhook id seen before, or a
-// conflict when the id was used for another body.
-func (s *Service) replay(ctx context.Context, tx pgx.Tx, req Request, bodySum []byte) error {
-	var stored, body []byte
-	var status int
-	err := tx.QueryRow(ctx, `SELECT body_sha256, response_status, response FROM partner_requests
-		WHERE partner_id = $1 AND webhook_id = $2`, req.Partner.ID, req.WebhookID).Scan(&stored, &status, &body)
-	if err != nil {
-		return fmt.Errorf("load replayed request: %w", err)
+func webhookLockName(partner, webhookID string) string {
+	return "greenpoints/webhook/" + partner + "/" + webhookID
+}
+
+func webhookLocks(jobs []*job) []string {
+	names := make([]string, len(jobs))
+	for i, j := range jobs {
+		names[i] = webhookLockName(j.req.Partner.ID, j.req.WebhookID)
 	}
-	if !bytes.Equal(stored, bodySum) {
-		return apperr.New(apperr.Conflict, "webhook_id_reused", "webhook-id %q was already used for a different request body", req.WebhookID)
+	return names
+}
+
+// storedRequest is a request recorded before under a webhook id.
+type storedRequest struct{ sum, response []byte }
+
+// replay is the answer to j, whose webhook id was seen before: the stored
+// response, or a conflict when the id was used for another body.
+func (st storedRequest) replay(j *job) error {
+	if !bytes.Equal(st.sum, j.bodySum[:]) {
+		return apperr.New(apperr.Conflict, "webhook_id_reused", "webhook-id %q was already used for a different request body", j.req.WebhookID)
 	}
-	return &Replayed{Body: body}
+	return &Replayed{Body: st.response}
+}
+
+// queueStoredRequests queues into b the read of the requests recorded
+// before under the jobs' webhook ids; the map is filled when b is sent.
+func queueStoredRequests(b *pgx.Batch, jobs []*job) map[[2]string]storedRequest {
+	ps, hs := make([]string, len(jobs)), make([]string, len(jobs))
+	for i, j := range jobs {
+		ps[i], hs[i] = j.req.Partner.ID, j.req.WebhookID
+	}
+	found := map[[2]string]storedRequest{}
+	b.Queue(`SELECT p.partner_id, p.webhook_id, p.body_sha256, p.response FROM partner_requests p
+		JOIN unnest($1::text[], $2::text[]) AS u(p, h) ON p.partner_id = u.p AND p.webhook_id = u.h`, ps, hs).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k [2]string
+				var st storedRequest
+				if err := rows.Scan(&k[0], &k[1], &st.sum, &st.response); err != nil {
+					return fmt.Errorf("load earlier requests: %w", err)
+				}
+				found[k] = st
+			}
+			return rows.Err()
+		})
+	return found
 }
 
 // outcome is what one event came to.

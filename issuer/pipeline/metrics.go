@@ -16,6 +16,7 @@ type Metrics struct {
 	batchSize prometheus.Histogram
 	ledgerDur *prometheus.HistogramVec
 	callbacks *prometheus.CounterVec
+	intakeTx  prometheus.Histogram // requests per intake transaction (group commit)
 }
 
 // RegisterMetrics registers the pipeline's metrics on reg and makes svc (and
@@ -33,8 +34,10 @@ func RegisterMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, svc *Service
 			Help: "Ledger submissions (endorse + commit) by function.", Buckets: prometheus.DefBuckets}, []string{"function"}),
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "greenpoints_callbacks_total",
 			Help: "Partner callback delivery attempts by result (delivered, failed, no_url)."}, []string{"result"}),
+		intakeTx: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "greenpoints_intake_transaction_requests",
+			Help: "Partner requests recorded per intake transaction (concurrent requests share one).", Buckets: []float64{1, 2, 4, 8, 16, 32, 64}}),
 	}
-	reg.MustRegister(m.events, m.items, m.batchSize, m.ledgerDur, m.callbacks)
+	reg.MustRegister(m.events, m.items, m.batchSize, m.ledgerDur, m.callbacks, m.intakeTx)
 	for name, q := range map[string]string{
 		"greenpoints_issuances_queued":  `SELECT count(*) FROM issuances WHERE status = 'queued'`,
 		"greenpoints_issuances_due":     `SELECT count(*) FROM issuances WHERE status = 'queued' AND not_before <= now()`,
@@ -58,6 +61,12 @@ func RegisterMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, svc *Service
 func (m *Metrics) event(kind, outcome string) {
 	if m != nil {
 		m.events.WithLabelValues(kind, outcome).Inc()
+	}
+}
+
+func (m *Metrics) intakeTransaction(requests int) {
+	if m != nil {
+		m.intakeTx.Observe(float64(requests))
 	}
 }
 

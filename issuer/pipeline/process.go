@@ -19,23 +19,37 @@ import (
 	"github.com/greenpoints/greenpoints/issuer/rules"
 )
 
-// The intake of one request is set-based: each phase is one statement (or
-// one pipelined batch) for all of the request's events, so a request of 100
-// events costs about fifteen round trips, not a thousand.
+// Intake is set-based: each phase is one statement (or one pipelined batch)
+// for all the events of a transaction, whether it carries one request or
+// many (group.go), so a transaction costs about nine round trips whatever
+// its size.
 
-// work is the state of one request's transaction.
+// work is the state of one intake transaction.
 type work struct {
-	s         *Service
-	tx        pgx.Tx
-	req       Request
-	requestID string
-	now       time.Time
-	final     *pgx.Batch // the statements of the request's last round trip
+	s       *Service
+	tx      pgx.Tx
+	now     time.Time
+	final   *pgx.Batch           // the statements of the transaction's last round trip
+	earlier map[eventKey]earlier // events recorded before, read under the events' locks
+	// refundsHere are the (partner, transaction id) pairs refunded or
+	// charged back by this transaction's new events.
+	refundsHere map[[2]string]bool
 }
 
-// newEvent is an event recorded for the first time by this request.
+// eventKey identifies an event across requests: one partner's report of
+// one transaction in one status.
+type eventKey struct{ partner, kind, tx, status string }
+
+func (ev *event) key() eventKey { return eventKey{ev.partner().ID, ev.kind, ev.txID, ev.status} }
+
+// earlier is an event recorded by an earlier request.
+type earlier struct {
+	sum             []byte
+	outcome, reason string
+}
+
+// newEvent is an event recorded for the first time by this transaction.
 type newEvent struct {
-	i   int // index in the request
 	ev  *event
 	id  uuid.UUID
 	out outcome
@@ -86,17 +100,23 @@ func lockAccount(ctx context.Context, tx pgx.Tx, account string) error {
 	return lockAll(ctx, tx, []string{capLockName(account)})
 }
 
-// run processes a request's events; it returns the conflicts (the request
-// is then rolled back) or fills res.
-func (w *work) run(ctx context.Context, evs []event, res []EventResult) ([]apperr.FieldError, error) {
-	// The events' locks were taken with the request row (eventLocks).
-	news, conflicts, err := w.recordEvents(ctx, evs, res)
-	if err != nil || len(conflicts) > 0 {
-		return conflicts, err
+// run processes the transaction's events; it returns the requests whose
+// events conflict with earlier ones (the transaction is then rolled back)
+// or fills every event's result.
+func (w *work) run(ctx context.Context, evs []*event, f *facts) (groupConflicts, error) {
+	// The locks were taken, and the earlier events and the facts read, in
+	// the first round trip (queueEarlier, queueLookups).
+	news, firsts, conflicts := w.classify(evs)
+	if len(conflicts) > 0 {
+		return conflicts, nil
 	}
-	f, err := w.lookups(ctx, news)
-	if err != nil {
-		return nil, err
+	// A refund or chargeback in this same transaction counts as one
+	// received before its clearing: the clearing earns nothing.
+	w.refundsHere = map[[2]string]bool{}
+	for _, n := range news {
+		if n.ev.status == evidence.StatusRefunded || n.ev.status == evidence.StatusChargedBack {
+			w.refundsHere[[2]string{n.ev.partner().ID, n.ev.txID}] = true
+		}
 	}
 	var cands []*candidate
 	var reversing []*newEvent
@@ -112,8 +132,16 @@ func (w *work) run(ctx context.Context, evs []event, res []EventResult) ([]apper
 			n.out = outcome{status: OutcomeRecorded}
 		}
 	}
-	if err := w.queueActions(ctx, cands); err != nil {
+	if err := w.queueActions(ctx, cands, f); err != nil {
 		return nil, err
+	}
+	if len(reversing) > 0 && w.final.Len() > 0 {
+		// A refund reported with its clearing cancels the action and
+		// issuance just queued, so they must be written first.
+		if err := w.tx.SendBatch(ctx, w.final).Close(); err != nil {
+			return nil, fmt.Errorf("record actions and issuances: %w", err)
+		}
+		w.final = &pgx.Batch{}
 	}
 	if err := w.reverse(ctx, reversing); err != nil {
 		return nil, err
@@ -131,128 +159,124 @@ func (w *work) run(ctx context.Context, evs []event, res []EventResult) ([]apper
 		n.out = summarise(byEvent[n])
 	}
 	for _, n := range news {
-		res[n.i].Outcome, res[n.i].Reason, res[n.i].Actions = n.out.status, n.out.reason, n.out.actions
+		r := n.ev.result()
+		r.Outcome, r.Reason, r.Actions = n.out.status, n.out.reason, n.out.actions
 	}
-	// A duplicate of an event first seen in this same request reports it.
-	for i := range res {
-		if res[i].Outcome == OutcomeDuplicate && res[i].Original == "" {
-			for _, n := range news {
-				if n.ev.kind == evs[i].kind && n.ev.txID == evs[i].txID && n.ev.status == evs[i].status {
-					res[i].Original, res[i].Reason = n.out.status, n.out.reason
-				}
+	// A duplicate of an event first seen in this same transaction (in its
+	// own request or another) reports that event's outcome.
+	for _, ev := range evs {
+		if r := ev.result(); r.Outcome == OutcomeDuplicate && r.Original == "" {
+			if n := firsts[ev.key()]; n != nil {
+				r.Original, r.Reason = n.out.status, n.out.reason
 			}
 		}
 	}
 	return nil, w.queueOutcomes(news)
 }
 
-// eventLocks are the names of the request's event locks: events of one
-// payment are serialised across requests (a refund can race its clearing
-// through the API and a settlement file).
-func eventLocks(partner string, evs []event) []string {
+// eventLocks are the names of the events' locks: events of one payment are
+// serialised across transactions (a refund can race its clearing through
+// the API and a settlement file), so reading the events recorded before
+// and inserting the new ones later in the transaction cannot race.
+func eventLocks(evs []*event) []string {
 	names := make([]string, len(evs))
 	for i, ev := range evs {
-		names[i] = eventLockName(partner, ev.kind, ev.txID)
+		names[i] = eventLockName(ev.partner().ID, ev.kind, ev.txID)
 	}
 	return names
 }
 
-// recordEvents inserts the request's events; an event received before is a
-// duplicate (same content) or a conflict (different content).
-func (w *work) recordEvents(ctx context.Context, evs []event, res []EventResult) ([]*newEvent, []apperr.FieldError, error) {
-	n := len(evs)
-	ids, kinds, txs, sts, hashes, idxs, srcs, ats := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n),
-		make([][]byte, n), make([]int32, n), make([]string, n), make([]time.Time, n)
-	for i, ev := range evs {
-		ids[i], kinds[i], txs[i], sts[i], hashes[i], idxs[i], srcs[i], ats[i] = uuid.Must(uuid.NewV7()), ev.kind, ev.txID, ev.status, ev.hash, int32(i), ev.source, ev.at
-		res[i] = EventResult{Index: i, TransactionID: ev.txID}
+// queueEarlier queues into b, after the events' locks, the read of the
+// events recorded before: the same events, and for a clearing the refund
+// or chargeback of its payment (a refund can overtake its clearing: files
+// and API calls race), which the same lock serialises.
+func (w *work) queueEarlier(b *pgx.Batch, evs []*event) {
+	var ps, ks, ts, ss []string
+	probe := func(p, kind, tx, st string) {
+		ps, ks, ts, ss = append(ps, p), append(ks, kind), append(ts, tx), append(ss, st)
+	}
+	for _, ev := range evs {
+		probe(ev.partner().ID, ev.kind, ev.txID, ev.status)
+		if ev.kind == "card" && ev.status == evidence.StatusCleared {
+			probe(ev.partner().ID, ev.kind, ev.txID, evidence.StatusRefunded)
+			probe(ev.partner().ID, ev.kind, ev.txID, evidence.StatusChargedBack)
+		}
+	}
+	w.earlier = map[eventKey]earlier{}
+	b.Queue(`SELECT e.partner_id, e.kind, e.partner_tx_id, e.event_status, e.item_sha256, e.outcome, e.reason
+		FROM evidence_events e JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(p, kind, tx, st)
+		ON e.partner_id = u.p AND e.kind = u.kind AND e.partner_tx_id = u.tx AND e.event_status = u.st`, ps, ks, ts, ss).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k eventKey
+				var e earlier
+				if err := rows.Scan(&k.partner, &k.kind, &k.tx, &k.status, &e.sum, &e.outcome, &e.reason); err != nil {
+					return fmt.Errorf("load earlier events: %w", err)
+				}
+				w.earlier[k] = e
+			}
+			return rows.Err()
+		})
+}
+
+// reversedBefore reports whether a refund or chargeback of a payment was
+// recorded before or comes in this transaction.
+func (w *work) reversedBefore(partner, txID string) bool {
+	if w.refundsHere[[2]string{partner, txID}] {
+		return true
+	}
+	for _, st := range []string{evidence.StatusRefunded, evidence.StatusChargedBack} {
+		if _, ok := w.earlier[eventKey{partner, "card", txID, st}]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// classify sorts the events into new ones, duplicates (same content as an
+// event recorded before or earlier in this transaction) and conflicts
+// (same transaction id and status, different content). firsts maps each
+// new event's key to it.
+func (w *work) classify(evs []*event) (news []*newEvent, firsts map[eventKey]*newEvent, conflicts groupConflicts) {
+	firsts = map[eventKey]*newEvent{}
+	for _, ev := range evs {
+		r := ev.result()
+		*r = EventResult{Index: ev.index, TransactionID: ev.txID}
 		if ev.kind == "card" {
-			res[i].Status = ev.status
+			r.Status = ev.status
+		}
+		k := ev.key()
+		sum, outcome, reason, seen := []byte(nil), "", "", false
+		if e, ok := w.earlier[k]; ok {
+			sum, outcome, reason, seen = e.sum, e.outcome, e.reason, true
+		} else if n := firsts[k]; n != nil {
+			sum, seen = n.ev.hash, true // its outcome is filled in once decided
+		}
+		switch {
+		case !seen:
+			n := &newEvent{ev: ev, id: uuid.Must(uuid.NewV7())}
+			firsts[k] = n
+			news = append(news, n)
+		case !bytes.Equal(sum, ev.hash):
+			if conflicts == nil {
+				conflicts = groupConflicts{}
+			}
+			conflicts[ev.job] = append(conflicts[ev.job], apperr.FieldError{Field: fmt.Sprintf("%s[%d]", itemsField(ev.kind), ev.index), Reason: "transaction_conflict",
+				Detail: fmt.Sprintf("transaction %q in status %q was received before with different content", ev.txID, ev.status)})
+		default:
+			r.Outcome, r.Original, r.Reason = OutcomeDuplicate, outcome, reason
 		}
 	}
-	rows, err := w.tx.Query(ctx, `INSERT INTO evidence_events (id, partner_id, kind, partner_tx_id, event_status, item_sha256,
-		request_id, item_index, source, occurred_at, outcome)
-		SELECT u.id, $1, u.kind, u.tx, u.st, u.h, $2, u.idx, u.src, u.at, ''
-		FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::int[], $9::text[], $10::timestamptz[])
-			AS u(id, kind, tx, st, h, idx, src, at)
-		ON CONFLICT (partner_id, kind, partner_tx_id, event_status) DO NOTHING RETURNING id`,
-		w.req.Partner.ID, w.requestID, ids, kinds, txs, sts, hashes, idxs, srcs, ats)
-	if err != nil {
-		return nil, nil, fmt.Errorf("record events: %w", err)
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	if err != nil {
-		return nil, nil, fmt.Errorf("record events: %w", err)
-	}
-	isNew := make(map[uuid.UUID]bool, len(inserted))
-	for _, id := range inserted {
-		isNew[id] = true
-	}
-	var news []*newEvent
-	var dupIdx []int
-	for i := range evs {
-		if isNew[ids[i]] {
-			news = append(news, &newEvent{i: i, ev: &evs[i], id: ids[i]})
-		} else {
-			dupIdx = append(dupIdx, i)
-		}
-	}
-	if len(dupIdx) == 0 {
-		return news, nil, nil
-	}
-	// Earlier events: compare content.
-	type key struct{ kind, tx, st string }
-	dk, dt, ds := make([]string, len(dupIdx)), make([]string, len(dupIdx)), make([]string, len(dupIdx))
-	for j, i := range dupIdx {
-		dk[j], dt[j], ds[j] = kinds[i], txs[i], sts[i]
-	}
-	rows, err = w.tx.Query(ctx, `SELECT e.kind, e.partner_tx_id, e.event_status, e.item_sha256, e.outcome, e.reason
-		FROM evidence_events e JOIN unnest($2::text[], $3::text[], $4::text[]) AS u(kind, tx, st)
-		ON e.kind = u.kind AND e.partner_tx_id = u.tx AND e.event_status = u.st WHERE e.partner_id = $1`, w.req.Partner.ID, dk, dt, ds)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load earlier events: %w", err)
-	}
-	type earlier struct {
-		sum             []byte
-		outcome, reason string
-	}
-	seen := map[key]earlier{}
-	for rows.Next() {
-		var k key
-		var e earlier
-		if err := rows.Scan(&k.kind, &k.tx, &k.st, &e.sum, &e.outcome, &e.reason); err != nil {
-			rows.Close()
-			return nil, nil, err
-		}
-		seen[k] = e
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, nil, err
-	}
-	var conflicts []apperr.FieldError
-	for _, i := range dupIdx {
-		e, ok := seen[key{kinds[i], txs[i], sts[i]}]
-		if !ok {
-			return nil, nil, fmt.Errorf("event %s/%s vanished", txs[i], sts[i])
-		}
-		if !bytes.Equal(e.sum, hashes[i]) {
-			conflicts = append(conflicts, apperr.FieldError{Field: fmt.Sprintf("%s[%d]", itemsField(kinds[i]), i), Reason: "transaction_conflict",
-				Detail: fmt.Sprintf("transaction %q in status %q was received before with different content", txs[i], sts[i])})
-			continue
-		}
-		res[i].Outcome, res[i].Original, res[i].Reason = OutcomeDuplicate, e.outcome, e.reason
-	}
-	return news, conflicts, nil
+	return news, firsts, conflicts
 }
 
 // facts are what the decisions need from the database, read in one batch.
 type facts struct {
-	links     map[string]link            // card token -> link
-	refunded  map[string]bool            // transaction ids with a refund or chargeback
+	links     map[[2]string]link         // (partner, card token) -> link
 	labels    map[[2]string]labels.Entry // (brand key, model key) -> entry
 	operators map[string]*Partner        // USCC -> transit operator
 	accounts  map[string]bool            // accounts named by trips that we know
+	taken     map[string]bool            // claims recorded before
 }
 
 type link struct {
@@ -260,22 +284,28 @@ type link struct {
 	withdrawn bool
 }
 
-func (w *work) lookups(ctx context.Context, news []*newEvent) (*facts, error) {
-	f := &facts{links: map[string]link{}, refunded: map[string]bool{}, labels: map[[2]string]labels.Entry{},
-		operators: map[string]*Partner{}, accounts: map[string]bool{}}
-	var tokens, cleared, brands, models, usccs, accounts []string
-	for _, n := range news {
+// queueLookups queues into b, the transaction's first round trip, what the
+// decisions need from the database for evs: card links, label entries,
+// transit operators, accounts named by trips, and which of the events'
+// claims are recorded already (read under the claims' locks, taken in the
+// same round trip, so the answer holds until commit). Duplicates among evs
+// are looked up for nothing, which costs less than a round trip.
+func (w *work) queueLookups(b *pgx.Batch, evs []*event) *facts {
+	f := &facts{links: map[[2]string]link{}, labels: map[[2]string]labels.Entry{},
+		operators: map[string]*Partner{}, accounts: map[string]bool{}, taken: map[string]bool{}}
+	var tokenPartners, tokens, brands, models, usccs, accounts []string
+	for _, ev := range evs {
+		p := ev.partner().ID
 		switch {
-		case n.ev.trip != nil:
-			if n.ev.trip.Account != "" {
-				accounts = append(accounts, n.ev.trip.Account)
+		case ev.trip != nil:
+			if ev.trip.Account != "" {
+				accounts = append(accounts, ev.trip.Account)
 			} else {
-				tokens = append(tokens, n.ev.trip.CardToken)
+				tokenPartners, tokens = append(tokenPartners, p), append(tokens, ev.trip.CardToken)
 			}
-		case n.ev.status == evidence.StatusCleared:
-			t := n.ev.card
-			tokens = append(tokens, t.CardToken)
-			cleared = append(cleared, t.TransactionID)
+		case ev.status == evidence.StatusCleared:
+			t := ev.card
+			tokenPartners, tokens = append(tokenPartners, p), append(tokens, t.CardToken)
 			if _, transit := transitMode(t.MCC); transit {
 				usccs = append(usccs, t.MerchantUSCC)
 			}
@@ -284,34 +314,32 @@ func (w *work) lookups(ctx context.Context, news []*newEvent) (*facts, error) {
 			}
 		}
 	}
-	if len(tokens)+len(cleared)+len(brands)+len(usccs)+len(accounts) == 0 {
-		return f, nil
-	}
-	p := w.req.Partner.ID
-	b := &pgx.Batch{}
-	b.Queue(`SELECT card_token, account, withdrawn_at IS NOT NULL FROM card_links WHERE partner_id = $1 AND card_token = ANY($2)`, p, tokens).
-		Query(func(rows pgx.Rows) error {
+	claims := w.claims(evs)
+	if len(claims) > 0 {
+		b.Queue(`SELECT claim FROM actions WHERE claim = ANY($1)`, claims).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				var tok string
-				var l link
-				if err := rows.Scan(&tok, &l.account, &l.withdrawn); err != nil {
+				var c string
+				if err := rows.Scan(&c); err != nil {
 					return err
 				}
-				f.links[tok] = l
+				f.taken[c] = true
 			}
 			return rows.Err()
 		})
-	// A refund or chargeback can overtake its clearing (files and API
-	// calls race); a payment already reversed earns nothing.
-	b.Queue(`SELECT DISTINCT partner_tx_id FROM evidence_events WHERE partner_id = $1 AND kind = 'card'
-		AND event_status IN ('refunded', 'charged_back') AND partner_tx_id = ANY($2)`, p, cleared).
+	}
+	if len(tokens)+len(brands)+len(usccs)+len(accounts) == 0 {
+		return f
+	}
+	b.Queue(`SELECT c.partner_id, c.card_token, c.account, c.withdrawn_at IS NOT NULL FROM card_links c
+		JOIN unnest($1::text[], $2::text[]) AS u(p, t) ON c.partner_id = u.p AND c.card_token = u.t`, tokenPartners, tokens).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				var tx string
-				if err := rows.Scan(&tx); err != nil {
+				var k [2]string
+				var l link
+				if err := rows.Scan(&k[0], &k[1], &l.account, &l.withdrawn); err != nil {
 					return err
 				}
-				f.refunded[tx] = true
+				f.links[k] = l
 			}
 			return rows.Err()
 		})
@@ -352,15 +380,55 @@ func (w *work) lookups(ctx context.Context, news []*newEvent) (*facts, error) {
 			}
 			return rows.Err()
 		})
-	if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("look up links, refunds, labels and operators: %w", err)
-	}
-	return f, nil
+	return f
 }
 
-// account resolves a card token to its consented account.
-func (f *facts) account(token string) (string, string) {
-	l, ok := f.links[token]
+// claims are the ledger claims the events' green actions would make, the
+// same as decideCleared and decideTrip compute: the HMAC of each canonical
+// evidence id.
+func (w *work) claims(evs []*event) []string {
+	var out []string
+	for _, ev := range evs {
+		switch {
+		case ev.trip != nil:
+			out = append(out, w.transitClaim(ev.partner().USCC, ev.trip.TripID))
+		case ev.status != evidence.StatusCleared:
+		case ev.card.OperatorTripID != "":
+			// A ride's operator is the partner registered under the
+			// merchant's USCC, so its claim is known before the lookup.
+			out = append(out, w.transitClaim(ev.card.MerchantUSCC, ev.card.OperatorTripID))
+		default:
+			for _, li := range ev.card.LineItems {
+				out = append(out, w.applianceClaim(ev.card, li.Line))
+			}
+		}
+	}
+	return out
+}
+
+func (w *work) transitClaim(operatorUSCC, tripID string) string {
+	return evidence.Claim(w.s.cfg.ClaimKey, evidence.TransitEvidenceID(operatorUSCC, tripID))
+}
+
+func (w *work) applianceClaim(t *evidence.CardTransaction, line int) string {
+	return evidence.Claim(w.s.cfg.ClaimKey, evidence.ApplianceEvidenceID(t.MerchantUSCC, t.InvoiceNumber, line))
+}
+
+// claimLocks are the names of the events' claims' locks: a claim is
+// checked in the first round trip and recorded in the last, and the lock
+// keeps a concurrent transaction (the bank's fare and the operator's trip
+// record of one ride) from recording it in between.
+func (w *work) claimLocks(evs []*event) []string {
+	claims := w.claims(evs)
+	for i, c := range claims {
+		claims[i] = "greenpoints/claim/" + c
+	}
+	return claims
+}
+
+// account resolves a partner's card token to its consented account.
+func (f *facts) account(partner, token string) (string, string) {
+	l, ok := f.links[[2]string{partner, token}]
 	switch {
 	case !ok:
 		return "", evidence.ReasonNoCardLink
@@ -403,12 +471,12 @@ func (w *work) decideCleared(n *newEvent, f *facts) []*candidate {
 		n.out = rejected(evidence.ReasonMCCNotTrip) // top-ups and passes are not trips
 		return nil
 	}
-	account, reason := f.account(t.CardToken)
+	account, reason := f.account(n.ev.partner().ID, t.CardToken)
 	if reason != "" {
 		n.out = rejected(reason)
 		return nil
 	}
-	if f.refunded[t.TransactionID] {
+	if w.reversedBefore(n.ev.partner().ID, t.TransactionID) { // a payment already reversed earns nothing
 		n.out = rejected(evidence.ReasonRefundBeforeIssue)
 		return nil
 	}
@@ -441,7 +509,7 @@ func (w *work) decideCleared(n *newEvent, f *facts) []*candidate {
 func (w *work) appliance(n *newEvent, f *facts, t *evidence.CardTransaction, li *evidence.LineItem, account string) *candidate {
 	c := w.newCandidate(n, CategoryAppliance)
 	c.line, c.res.Line, c.txID, c.account, c.at = li.Line, li.Line, t.TransactionID, account, t.Time
-	c.claim = evidence.Claim(w.s.cfg.ClaimKey, evidence.ApplianceEvidenceID(t.MerchantUSCC, t.InvoiceNumber, li.Line))
+	c.claim = w.applianceClaim(t, li.Line)
 	e, ok := f.labels[[2]string{labels.NormalizeModel(li.Brand), labels.NormalizeModel(li.Model)}]
 	if !ok {
 		c.res.Reason = evidence.ReasonModelNotInRegistry
@@ -478,7 +546,7 @@ func (w *work) decideTrip(n *newEvent, f *facts) []*candidate {
 	t := n.ev.trip
 	account := t.Account
 	if account == "" {
-		acct, reason := f.account(t.CardToken)
+		acct, reason := f.account(n.ev.partner().ID, t.CardToken)
 		if reason != "" {
 			n.out = rejected(reason)
 			return nil
@@ -488,7 +556,7 @@ func (w *work) decideTrip(n *newEvent, f *facts) []*candidate {
 		n.out = rejected(ReasonUnknownAccount)
 		return nil
 	}
-	return []*candidate{w.transit(n, &w.req.Partner.Partner, t, account, t.TripID)}
+	return []*candidate{w.transit(n, &n.ev.partner().Partner, t, account, t.TripID)}
 }
 
 // transit quantifies one ride, to be granted with the account's other
@@ -496,7 +564,7 @@ func (w *work) decideTrip(n *newEvent, f *facts) []*candidate {
 func (w *work) transit(n *newEvent, op *Partner, t *evidence.Trip, account, txID string) *candidate {
 	c := w.newCandidate(n, CategoryTransit)
 	c.txID, c.account, c.at = txID, account, t.BoardedAt
-	c.claim = evidence.Claim(w.s.cfg.ClaimKey, evidence.TransitEvidenceID(op.USCC, t.TripID))
+	c.claim = w.transitClaim(op.USCC, t.TripID)
 	prof, err := w.s.policy.Profile(t.BoardedAt)
 	if err != nil {
 		c.res.Reason = apperr.ReasonOf(err)
@@ -531,28 +599,16 @@ func (w *work) transit(n *newEvent, op *Partner, t *evidence.Trip, account, txID
 // queueActions records the candidates: claims already recorded (or earlier
 // in this request) are duplicates; appliances are priced under their caps
 // and queued as issuances; rides wait for their day's grant.
-func (w *work) queueActions(ctx context.Context, cands []*candidate) error {
+func (w *work) queueActions(ctx context.Context, cands []*candidate, f *facts) error {
 	if len(cands) == 0 {
 		return nil
 	}
-	claims := make([]string, len(cands))
-	for i, c := range cands {
-		claims[i] = c.claim
-	}
-	// One round trip: the claims already recorded, then the cap locks of
-	// the accounts with appliances to price and their usage (read after the
-	// locks are granted; a candidate found taken was priced for nothing).
-	var takenList []string
-	b := &pgx.Batch{}
-	b.Queue(`SELECT claim FROM actions WHERE claim = ANY($1)`, claims).Query(func(rows pgx.Rows) error {
-		var err error
-		takenList, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		return err
-	})
+	// The cap locks of the accounts with appliances to price, and their
+	// usage read once the locks are granted.
 	u := newUsage()
 	var locks []string
 	for _, c := range cands {
-		if c.kind != CategoryAppliance || c.res.Status != "queued" {
+		if c.kind != CategoryAppliance || c.res.Status != "queued" || f.taken[c.claim] {
 			continue
 		}
 		locks = append(locks, capLockName(c.account))
@@ -563,15 +619,15 @@ func (w *work) queueActions(ctx context.Context, cands []*candidate) error {
 			}
 		}
 	}
-	queueLocks(b, locks)
-	u.queue(b)
-	if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("look up claims and cap usage: %w", err)
+	if len(locks) > 0 {
+		b := &pgx.Batch{}
+		queueLocks(b, locks)
+		u.queue(b)
+		if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("cap locks and usage: %w", err)
+		}
 	}
-	taken := map[string]bool{}
-	for _, c := range takenList {
-		taken[c] = true
-	}
+	taken := f.taken
 	var live []*candidate
 	for _, c := range cands {
 		if c.rec.Methodology.ID == "" {
@@ -581,72 +637,49 @@ func (w *work) queueActions(ctx context.Context, cands []*candidate) error {
 			c.res.Status, c.res.Reason, c.res.Points = "rejected", evidence.ReasonDuplicateEvidence, 0
 			continue
 		}
-		taken[c.claim] = true // the same evidence twice in one request: the first one counts
+		taken[c.claim] = true // the same evidence twice in one transaction: the first one counts
 		live = append(live, c)
 	}
 	issues, err := w.priceAppliances(live, u)
 	if err != nil {
 		return err
 	}
-	// Record the actions; a claim recorded meanwhile by a concurrent
-	// request makes this one a duplicate (and it gets no issuance).
+	if len(live) == 0 {
+		return nil
+	}
+	// The actions, each naming its issuance if it gets one, and the
+	// issuances travel with the transaction's last round trip; the claims'
+	// locks (first round trip) keep anyone else from recording them.
 	n := len(live)
-	ids, events, kinds, txs, lines, accts, cls, days, ats, grams, recs, hashes, sts, reasons, nbs := make([]uuid.UUID, n), make([]uuid.UUID, n),
-		make([]string, n), make([]string, n), make([]int32, n), make([]string, n), make([]string, n), make([]string, n),
-		make([]time.Time, n), make([]int64, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
+	ids, events, partners, kinds, txs, lines, accts, cls, days, ats, grams, recs, hashes, sts, reasons, nbs, issIDs := make([]uuid.UUID, n),
+		make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n), make([]int32, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]time.Time, n), make([]int64, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+		make([]time.Time, n), make([]*uuid.UUID, n)
+	var queue []*issuance
 	for i, c := range live {
 		rec, hash := string(c.rec.Canonical()), c.rec.Hash()
 		nb := c.notBefore
 		if nb.IsZero() {
 			nb = c.at
 		}
-		ids[i], events[i], kinds[i], txs[i], lines[i], accts[i], cls[i], days[i], ats[i], grams[i], recs[i], hashes[i], sts[i], reasons[i], nbs[i] =
-			c.id, c.n.id, c.kind, c.txID, int32(c.line), c.account, c.claim, c.day, c.at, c.res.Grams, rec, hash, c.res.Status, c.res.Reason, nb
-	}
-	rows, err := w.tx.Query(ctx, `INSERT INTO actions (id, event_id, partner_id, kind, partner_tx_id, line, account, claim,
-		local_day, occurred_at, grams, record, record_hash, status, reason, not_before)
-		SELECT u.id, u.ev, $1, u.kind, u.tx, u.line, u.acct, u.claim, u.day, u.at, u.grams, u.rec::jsonb, u.hash, u.st, u.reason, u.nb
-		FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
-			$11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[])
-			AS u(id, ev, kind, tx, line, acct, claim, day, at, grams, rec, hash, st, reason, nb)
-		ON CONFLICT (claim) DO NOTHING RETURNING id`, w.req.Partner.ID, ids, events, kinds, txs, lines, accts, cls, days, ats, grams, recs, hashes, sts, reasons, nbs)
-	if err != nil {
-		return fmt.Errorf("record actions: %w", err)
-	}
-	insertedList, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	if err != nil {
-		return fmt.Errorf("record actions: %w", err)
-	}
-	inserted := map[uuid.UUID]bool{}
-	for _, id := range insertedList {
-		inserted[id] = true
-	}
-	var queue []*issuance
-	for _, c := range live {
-		if !inserted[c.id] {
-			c.res.Status, c.res.Reason, c.res.Points = "rejected", evidence.ReasonDuplicateEvidence, 0
-			continue
-		}
+		ids[i], events[i], partners[i], kinds[i], txs[i], lines[i], accts[i], cls[i], days[i], ats[i], grams[i], recs[i], hashes[i], sts[i], reasons[i], nbs[i] =
+			c.id, c.n.id, c.n.ev.partner().ID, c.kind, c.txID, int32(c.line), c.account, c.claim, c.day, c.at, c.res.Grams, rec, hash, c.res.Status, c.res.Reason, nb
 		if iss := issues[c]; iss != nil && c.res.Status == "queued" {
+			issIDs[i] = &iss.id
 			queue = append(queue, iss)
 		}
 	}
+	w.final.Queue(`INSERT INTO actions (id, event_id, partner_id, kind, partner_tx_id, line, account, claim,
+		local_day, occurred_at, grams, record, record_hash, status, reason, not_before, issuance_id)
+		SELECT u.id, u.ev, u.p, u.kind, u.tx, u.line, u.acct, u.claim, u.day, u.at, u.grams, u.rec::jsonb, u.hash, u.st, u.reason, u.nb, u.iss
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
+			$11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::uuid[])
+			AS u(id, ev, p, kind, tx, line, acct, claim, day, at, grams, rec, hash, st, reason, nb, iss)`,
+		ids, events, partners, kinds, txs, lines, accts, cls, days, ats, grams, recs, hashes, sts, reasons, nbs, issIDs)
 	if len(queue) == 0 {
 		return nil
 	}
-	qids := make([]uuid.UUID, len(queue))
-	for i, iss := range queue {
-		qids[i] = iss.id
-	}
-	b = &pgx.Batch{}
-	if err := queueIssuances(b, queue); err != nil {
-		return err
-	}
-	b.Queue(`UPDATE actions SET issuance_id = id WHERE id = ANY($1)`, qids)
-	if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("queue issuances: %w", err)
-	}
-	return nil
+	return queueIssuances(w.final, queue)
 }
 
 // priceAppliances prices the queued appliance candidates under the rule set
@@ -743,30 +776,39 @@ func (u *usage) add(account, category string, start, end time.Time, pts int64) {
 	u.used[usageKey{account, category, start.UTC(), end.UTC()}] += pts
 }
 
-// queueOutcomes queues each new event's outcome and a callback for each
-// rejected one into w.final, which the request's last round trip sends.
+// queueOutcomes queues the new events, with their outcomes, and a callback
+// for each rejected one into w.final, which the transaction's last round
+// trip sends.
 func (w *work) queueOutcomes(news []*newEvent) error {
 	if len(news) == 0 {
 		return nil
 	}
-	ids, outs, reasons := make([]uuid.UUID, len(news)), make([]string, len(news)), make([]string, len(news))
+	n := len(news)
+	ids, ps, kinds, txs, sts, hashes, reqs, idxs, srcs, ats, outs, reasons := make([]uuid.UUID, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([][]byte, n), make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n),
+		make([]string, n), make([]string, n)
+	var cbPartners []string
 	var payloads [][]byte
-	for i, n := range news {
-		ids[i], outs[i], reasons[i] = n.id, n.out.status, n.out.reason
-		if n.out.status == OutcomeRejected {
-			b, err := json.Marshal(map[string]any{"type": "evidence.rejected", "partner": w.req.Partner.ID, "kind": n.ev.kind,
-				"transactionId": n.ev.txID, "status": n.ev.status, "reason": n.out.reason})
+	for i, ne := range news {
+		ev := ne.ev
+		ids[i], ps[i], kinds[i], txs[i], sts[i], hashes[i], reqs[i], idxs[i], srcs[i], ats[i], outs[i], reasons[i] =
+			ne.id, ev.partner().ID, ev.kind, ev.txID, ev.status, ev.hash, ev.job.resp.RequestID, int32(ev.index), ev.source, ev.at, ne.out.status, ne.out.reason
+		if ne.out.status == OutcomeRejected {
+			b, err := json.Marshal(map[string]any{"type": "evidence.rejected", "partner": ev.partner().ID, "kind": ev.kind,
+				"transactionId": ev.txID, "status": ev.status, "reason": ne.out.reason})
 			if err != nil {
 				return err
 			}
-			payloads = append(payloads, b)
+			cbPartners, payloads = append(cbPartners, ev.partner().ID), append(payloads, b)
 		}
 	}
-	w.final.Queue(`UPDATE evidence_events e SET outcome = u.o, reason = u.r FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, o, r)
-		WHERE e.id = u.id`, ids, outs, reasons)
+	w.final.Queue(`INSERT INTO evidence_events (id, partner_id, kind, partner_tx_id, event_status, item_sha256,
+		request_id, item_index, source, occurred_at, outcome, reason)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::uuid[], $8::int[],
+			$9::text[], $10::timestamptz[], $11::text[], $12::text[])`, ids, ps, kinds, txs, sts, hashes, reqs, idxs, srcs, ats, outs, reasons)
 	if len(payloads) > 0 {
-		w.final.Queue(`INSERT INTO callbacks (partner_id, event_type, payload) SELECT $1, 'evidence.rejected', p FROM unnest($2::jsonb[]) AS p`,
-			w.req.Partner.ID, payloads)
+		w.final.Queue(`INSERT INTO callbacks (partner_id, event_type, payload)
+			SELECT u.p, 'evidence.rejected', u.b FROM unnest($1::text[], $2::jsonb[]) AS u(p, b)`, cbPartners, payloads)
 	}
 	return nil
 }

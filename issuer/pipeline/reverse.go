@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/google/uuid"
@@ -49,12 +50,23 @@ type lockedIssuance struct {
 // Anything else (rejected, cancelled, reversed or being reversed already)
 // is left alone: the event is recorded, nothing_to_reverse.
 func (w *work) reverse(ctx context.Context, evs []*newEvent) error {
-	if len(evs) == 0 {
-		return nil
+	// A shared transaction may carry several partners' refunds: each
+	// partner's in turn, in id order (an action's partner is the one that
+	// reported it, so transaction ids are per partner).
+	byPartner := map[string][]*newEvent{}
+	for _, n := range evs {
+		byPartner[n.ev.partner().ID] = append(byPartner[n.ev.partner().ID], n)
 	}
-	// The partner whose payments these are; events of one request are of
-	// one partner, and an action's partner is the one that reported it.
-	partner := w.req.Partner.ID
+	for _, p := range slices.Sorted(maps.Keys(byPartner)) {
+		if err := w.reversePartner(ctx, p, byPartner[p]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reversePartner is reverse for one partner's refunds and chargebacks.
+func (w *work) reversePartner(ctx context.Context, partner string, evs []*newEvent) error {
 	txIDs := make([]string, len(evs))
 	byTx := map[string]*newEvent{}
 	for i, n := range evs {
