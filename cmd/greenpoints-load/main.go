@@ -37,6 +37,7 @@ import (
 	"github.com/greenpoints/greenpoints/internal/app"
 	"github.com/greenpoints/greenpoints/internal/database"
 	"github.com/greenpoints/greenpoints/internal/partnerclient"
+	"github.com/greenpoints/greenpoints/issuer/rules"
 )
 
 type options struct {
@@ -45,6 +46,7 @@ type options struct {
 	duration                       time.Duration
 	perRequest, total, accounts    int
 	inFlight, warmup               int
+	dueAfter                       time.Duration
 }
 
 func main() {
@@ -85,6 +87,7 @@ Flags:
 	fs.IntVar(&o.total, "total", 20000, "e2e: issuances to make (at most 1,000,000)")
 	fs.IntVar(&o.accounts, "accounts", 2000, "sandbox accounts (card links) to spread the purchases over, so caps never bind")
 	fs.IntVar(&o.inFlight, "in-flight", 64, "at most this many requests outstanding")
+	fs.DurationVar(&o.dueAfter, "due-after", 0, "e2e: date the purchases so that they fall due this long after sending starts (0: due at once); with a value longer than the sending takes, issuing is measured from that moment without intake competing")
 	fs.IntVar(&o.warmup, "warmup", 0, "transactions sent (e2e: and issued) before measuring, not measured; then the tables are ANALYZEd, as autovacuum keeps them in steady state (at most 1,000,000)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -270,15 +273,33 @@ func send(ctx context.Context, c *partnerclient.Client, o options, at time.Time)
 // are issued and the projection has applied the block of the last one.
 func endToEnd(ctx context.Context, c *partnerclient.Client, pool *pgxpool.Pool, o options, w io.Writer) error {
 	start := time.Now()
-	if err := send(ctx, c, o, time.Now().AddDate(0, 0, -4)); err != nil {
+	at := start.AddDate(0, 0, -4)
+	if o.dueAfter > 0 {
+		hold, err := holdPeriod(ctx, c)
+		if err != nil {
+			return err
+		}
+		at = start.Add(o.dueAfter - hold)
+	}
+	if err := send(ctx, c, o, at); err != nil {
 		return err
 	}
 	sent := time.Since(start)
 	reqs := (o.total + o.perRequest - 1) / o.perRequest
 	fmt.Fprintf(w, "sent %d purchases in %d requests in %s (%.0f/s)\n", o.total, reqs, sent.Round(time.Millisecond), float64(o.total)/sent.Seconds())
+	if o.dueAfter > 0 && sent > o.dueAfter {
+		return fmt.Errorf("sending took %s, longer than --due-after %s: issuing overlapped intake", sent.Round(time.Millisecond), o.dueAfter)
+	}
 	issued, allIssued, err := waitIssued(ctx, pool, o)
 	if err != nil {
 		return err
+	}
+	if o.dueAfter > 0 {
+		from := start.Add(o.dueAfter)
+		took := time.Since(from)
+		fmt.Fprintf(w, "issue only: %d issuances from falling due to visible in the projection in %s: %.0f issuances/s (all committed on the ledger after %s)\n",
+			issued, took.Round(time.Millisecond), float64(issued)/took.Seconds(), allIssued.Sub(from).Round(time.Millisecond))
+		return nil
 	}
 	took := time.Since(start)
 	fmt.Fprintf(w, "e2e: %d issuances signed-request-to-projection in %s: %.0f issuances/s (all committed on the ledger after %s)\n",
@@ -286,33 +307,68 @@ func endToEnd(ctx context.Context, c *partnerclient.Client, pool *pgxpool.Pool, 
 	return nil
 }
 
+// holdPeriod is the hold period the server discloses for purchases.
+func holdPeriod(ctx context.Context, c *partnerclient.Client) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/v1/disclosure", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("read the disclosure: %w", err)
+	}
+	defer resp.Body.Close()
+	var d rules.Disclosure
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || d.Current == nil {
+		return 0, fmt.Errorf("read the disclosure's hold period: %v", err)
+	}
+	return time.Duration(d.Current.Earning.HoldPeriodHours) * time.Hour, nil
+}
+
 // waitIssued waits until o.total purchases of run o.run are issued and the
 // projection has applied the block of the last one; it returns how many
-// and when all were issued.
+// and when all were issued. It polls what indexes answer cheaply (the
+// queued outbox, the projection's checkpoint) and runs the exact count,
+// which joins the run's actions to their issuances, only when nothing is
+// queued any more: the load generator must not spend the database's CPU
+// it is measuring.
 func waitIssued(ctx context.Context, pool *pgxpool.Pool, o options) (int, time.Time, error) {
 	prefix := fmt.Sprintf("load-%s-%%", o.run)
 	deadline := time.Now().Add(10 * time.Minute)
 	var allIssued time.Time
+	var issued int
+	var lastBlock int64
 	for ctx.Err() == nil {
-		var issued, pending int
-		var lastBlock int64
-		err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE i.status = 'issued'), count(*) FILTER (WHERE i.status = 'queued'),
-			coalesce(max(i.block), 0) FROM actions a JOIN issuances i ON i.id = a.issuance_id WHERE a.partner_tx_id LIKE $1`, prefix).Scan(&issued, &pending, &lastBlock)
-		if err != nil {
-			return 0, allIssued, err
+		if time.Now().After(deadline) {
+			return 0, allIssued, fmt.Errorf("timed out: %d of %d issued", issued, o.total)
+		}
+		if allIssued.IsZero() {
+			var queued int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM issuances WHERE status = 'queued'`).Scan(&queued); err != nil {
+				return 0, allIssued, err
+			}
+			if queued > 0 {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			var pending int
+			err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE i.status = 'issued'), count(*) FILTER (WHERE i.status = 'queued'),
+				coalesce(max(i.block), 0) FROM actions a JOIN issuances i ON i.id = a.issuance_id WHERE a.partner_tx_id LIKE $1`, prefix).Scan(&issued, &pending, &lastBlock)
+			if err != nil {
+				return 0, allIssued, err
+			}
+			if issued < o.total {
+				time.Sleep(200 * time.Millisecond) // not all queued yet (intake still sending), or some rejected: slow exact polls
+				continue
+			}
+			allIssued = time.Now()
 		}
 		var projected int64
 		if err := pool.QueryRow(ctx, `SELECT block FROM proj_checkpoint WHERE name = 'points'`).Scan(&projected); err != nil {
 			return 0, allIssued, err
 		}
-		if issued >= o.total && allIssued.IsZero() {
-			allIssued = time.Now()
-		}
-		if issued >= o.total && projected >= lastBlock {
+		if projected >= lastBlock {
 			return issued, allIssued, nil
-		}
-		if time.Now().After(deadline) {
-			return 0, allIssued, fmt.Errorf("timed out: %d issued, %d queued, projection at block %d of %d", issued, pending, projected, lastBlock)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

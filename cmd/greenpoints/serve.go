@@ -12,6 +12,7 @@ import (
 	"github.com/greenpoints/greenpoints/internal/config"
 	"github.com/greenpoints/greenpoints/internal/database"
 	"github.com/greenpoints/greenpoints/internal/logging"
+	"github.com/greenpoints/greenpoints/issuer/pipeline"
 )
 
 // serverFlags are the flags every server-running command shares.
@@ -28,6 +29,9 @@ func (f *serverFlags) bind(b *config.Binder, dbDefault, keysDefault string) {
 	b.String(&f.cfg.Ledger, "ledger", "GREENPOINTS_LEDGER", "embedded", "ledger backend: embedded (in-process, state and blocks in PostgreSQL) or fabric (serve only: a Hyperledger Fabric network, see the --fabric-* flags)")
 	b.String(&f.cfg.KeysDir, "keys-dir", "GREENPOINTS_KEYS_DIR", keysDefault, "directory of the development file key manager (block-signing key, KEK); production uses a KMS")
 	b.String(&f.logLevel, "log-level", "GREENPOINTS_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	b.Int(&f.cfg.BatchSize, "batch-size", "GREENPOINTS_BATCH_SIZE", 500, "issuances per ledger IssueBatch transaction (1-1000); larger batches amortise a ledger transaction's cost, smaller ones commit sooner")
+	b.Int(&f.cfg.BatchWorkers, "batch-workers", "GREENPOINTS_BATCH_WORKERS", pipeline.DefaultWorkers, "ledger transactions (IssueBatch, reversals, grants) in flight at once per server instance")
+	b.Int(&f.cfg.IntakeWorkers, "intake-workers", "GREENPOINTS_INTAKE_WORKERS", pipeline.DefaultIntakeWorkers, "partner-request transactions in flight at once; concurrent requests share them (group commit, docs/pipeline.md)")
 	b.String(&f.cfg.NotifyGateway, "notify-gateway-url", "GREENPOINTS_NOTIFY_GATEWAY_URL", "", "SMS/push gateway that delivers expiry reminders and notices (POST JSON, see docs/notices.md); empty: log them (demo)")
 	b.Duration(&f.cfg.SweepInterval, "sweep-interval", "GREENPOINTS_SWEEP_INTERVAL", time.Hour, "how often the expiry sweep, reminders, rights notices, grace check and notice anchoring run")
 	b.String(&f.cfg.JWTIssuer, "jwt-issuer", "GREENPOINTS_JWT_ISSUER", auth.DefaultIssuer, "required \"iss\" of consumer bearer tokens")

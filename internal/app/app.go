@@ -22,6 +22,7 @@ import (
 
 	"github.com/greenpoints/greenpoints/api"
 	"github.com/greenpoints/greenpoints/chaincode/embedded"
+	"github.com/greenpoints/greenpoints/chaincode/points"
 	"github.com/greenpoints/greenpoints/internal/database"
 	"github.com/greenpoints/greenpoints/internal/keys"
 	"github.com/greenpoints/greenpoints/issuer"
@@ -83,6 +84,12 @@ func (a *App) Close() {
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) {
 	if err := cfg.resolveLedger(); err != nil {
 		return nil, err
+	}
+	switch {
+	case cfg.BatchSize < 0 || cfg.BatchSize > points.MaxIssueBatch:
+		return nil, fmt.Errorf("--batch-size %d: a ledger IssueBatch takes 1 to %d issuances", cfg.BatchSize, points.MaxIssueBatch)
+	case cfg.BatchWorkers < 0 || cfg.IntakeWorkers < 0 || cfg.BatchWorkers > 64 || cfg.IntakeWorkers > 64:
+		return nil, fmt.Errorf("--batch-workers %d, --intake-workers %d: each must be 1 to 64", cfg.BatchWorkers, cfg.IntakeWorkers)
 	}
 	workers := cfg.BatchWorkers
 	if workers <= 0 {

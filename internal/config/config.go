@@ -48,15 +48,25 @@ func (b *Binder) Secret(dst *string, name, env, def, u string) {
 
 // Int64 binds an int64 flag.
 func (b *Binder) Int64(dst *int64, name, env string, def int64, u string) {
+	b.fs.Int64Var(dst, name, b.intEnv(env, def, 64), usage(u, env))
+}
+
+// Int binds an int flag.
+func (b *Binder) Int(dst *int, name, env string, def int, u string) {
+	b.fs.IntVar(dst, name, int(b.intEnv(env, int64(def), strconv.IntSize)), usage(u, env))
+}
+
+// intEnv is def, or the integer in the environment variable env.
+func (b *Binder) intEnv(env string, def int64, bits int) int64 {
 	if v, ok := os.LookupEnv(env); ok && env != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
+		n, err := strconv.ParseInt(v, 10, bits)
 		if err != nil {
 			b.envErrs = append(b.envErrs, fmt.Errorf("environment variable %s=%q is not an integer", env, v))
 		} else {
 			def = n
 		}
 	}
-	b.fs.Int64Var(dst, name, def, usage(u, env))
+	return def
 }
 
 // Duration binds a time.Duration flag.

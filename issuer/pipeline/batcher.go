@@ -275,7 +275,11 @@ func (b *Batcher) ensureAccounts(ctx context.Context, tx pgx.Tx, accounts []stri
 	if _, _, err := b.submit(ctx, "OpenAccounts", args, nil); err != nil {
 		return fmt.Errorf("open accounts: %w", err)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO ledger_accounts (account) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, missing)
+	// Recorded at once, outside the claiming transaction: the accounts are
+	// open on the ledger whatever becomes of this batch, and rows left
+	// uncommitted until the batch's IssueBatch returned made every other
+	// worker opening one of the same accounts wait for that whole batch.
+	_, err = b.pool.Exec(ctx, `INSERT INTO ledger_accounts (account) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, missing)
 	return err
 }
 

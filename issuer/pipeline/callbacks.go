@@ -81,9 +81,12 @@ func (d *Deliverer) Run(ctx context.Context) error {
 func (d *Deliverer) Step(ctx context.Context) (int, error) {
 	var n int
 	err := database.InTx(ctx, d.pool, func(tx pgx.Tx) error {
+		// In next_attempt_at order, the callbacks_due index's: ordered by id,
+		// a poll walked past every callback parked at 'infinity' (given up,
+		// or for a partner without a URL) before finding a due one.
 		rows, err := tx.Query(ctx, `SELECT c.id, c.payload, c.attempts, p.callback_url FROM callbacks c
 			JOIN partners p ON p.id = c.partner_id
-			WHERE c.delivered_at IS NULL AND c.next_attempt_at <= now() ORDER BY c.id LIMIT 20 FOR UPDATE OF c SKIP LOCKED`)
+			WHERE c.delivered_at IS NULL AND c.next_attempt_at <= now() ORDER BY c.next_attempt_at, c.id LIMIT 20 FOR UPDATE OF c SKIP LOCKED`)
 		if err != nil {
 			return err
 		}
@@ -107,14 +110,23 @@ func (d *Deliverer) Step(ctx context.Context) (int, error) {
 			return err
 		}
 		n = len(cbs)
+		// Nowhere to send: the partner reads outcomes from the status
+		// endpoint. Parked in one statement.
+		var noURL []int64
 		for _, c := range cbs {
 			if c.url == "" {
-				// Nowhere to send: the partner reads outcomes from the status endpoint.
-				if _, err := tx.Exec(ctx, `UPDATE callbacks SET next_attempt_at = 'infinity', last_error = 'partner has no callback URL'
-					WHERE id = $1`, c.id); err != nil {
-					return err
-				}
+				noURL = append(noURL, c.id)
 				d.metrics.callback("no_url")
+			}
+		}
+		if len(noURL) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE callbacks SET next_attempt_at = 'infinity', last_error = 'partner has no callback URL'
+				WHERE id = ANY($1)`, noURL); err != nil {
+				return err
+			}
+		}
+		for _, c := range cbs {
+			if c.url == "" {
 				continue
 			}
 			status, derr := d.deliver(ctx, c.id, c.url, c.payload)

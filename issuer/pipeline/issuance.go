@@ -153,7 +153,7 @@ func queueIssuances(b *pgx.Batch, list []*issuance) error {
 		return nil
 	}
 	n := len(list)
-	ids, kinds, accts, cats, claims, subs, days, ats, grams, pts, recs, hashes, rids, rvs, mids, mvs, nbs := make([]uuid.UUID, n),
+	ids, kinds, accts, cats, claims, subs, days, ats, grams, pts, recs, hashes, rids, rvs, mids, mvs, nbs := make([][16]byte, n),
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
 		make([]time.Time, n), make([]int64, n), make([]int64, n), make([]string, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)

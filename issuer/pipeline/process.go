@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/greenpoints/greenpoints/internal/apperr"
 	"github.com/greenpoints/greenpoints/issuer/evidence"
@@ -651,13 +652,16 @@ func (w *work) queueActions(ctx context.Context, cands []*candidate, f *facts) e
 	// issuances travel with the transaction's last round trip; the claims'
 	// locks (first round trip) keep anyone else from recording them.
 	n := len(live)
-	ids, events, partners, kinds, txs, lines, accts, cls, days, ats, grams, recs, hashes, sts, reasons, nbs, issIDs := make([]uuid.UUID, n),
-		make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n), make([]int32, n), make([]string, n), make([]string, n),
+	// UUIDs travel as [16]byte: pgx encodes those directly, while
+	// uuid.UUID goes through its driver.Valuer (a string, parsed back).
+	ids, events, partners, kinds, txs, lines, accts, cls, days, ats, grams, recs, hashes, sts, reasons, nbs, issIDs := make([][16]byte, n),
+		make([][16]byte, n), make([]string, n), make([]string, n), make([]string, n), make([]int32, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]time.Time, n), make([]int64, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
-		make([]time.Time, n), make([]*uuid.UUID, n)
+		make([]time.Time, n), make([]pgtype.UUID, n)
 	var queue []*issuance
 	for i, c := range live {
-		rec, hash := string(c.rec.Canonical()), c.rec.Hash()
+		canon := c.rec.Canonical()
+		rec, hash := string(canon), quantify.HashOf(canon)
 		nb := c.notBefore
 		if nb.IsZero() {
 			nb = c.at
@@ -665,7 +669,7 @@ func (w *work) queueActions(ctx context.Context, cands []*candidate, f *facts) e
 		ids[i], events[i], partners[i], kinds[i], txs[i], lines[i], accts[i], cls[i], days[i], ats[i], grams[i], recs[i], hashes[i], sts[i], reasons[i], nbs[i] =
 			c.id, c.n.id, c.n.ev.partner().ID, c.kind, c.txID, int32(c.line), c.account, c.claim, c.day, c.at, c.res.Grams, rec, hash, c.res.Status, c.res.Reason, nb
 		if iss := issues[c]; iss != nil && c.res.Status == "queued" {
-			issIDs[i] = &iss.id
+			issIDs[i] = pgtype.UUID{Bytes: iss.id, Valid: true}
 			queue = append(queue, iss)
 		}
 	}
@@ -784,7 +788,7 @@ func (w *work) queueOutcomes(news []*newEvent) error {
 		return nil
 	}
 	n := len(news)
-	ids, ps, kinds, txs, sts, hashes, reqs, idxs, srcs, ats, outs, reasons := make([]uuid.UUID, n), make([]string, n), make([]string, n),
+	ids, ps, kinds, txs, sts, hashes, reqs, idxs, srcs, ats, outs, reasons := make([][16]byte, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([][]byte, n), make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n),
 		make([]string, n), make([]string, n)
 	var cbPartners []string

@@ -54,6 +54,9 @@ func (r Record) Canonical() []byte {
 // hash written with an issuance.
 func (r Record) Hash() string { return hexSHA256(r.Canonical()) }
 
+// HashOf is Hash given Canonical's bytes, for a caller that keeps them.
+func HashOf(canonical []byte) string { return hexSHA256(canonical) }
+
 // newRecord starts the record of a quantification under m.
 func newRecord(m Methodology) Record {
 	return Record{
