@@ -72,8 +72,9 @@ bench-read: deps
 # time, 127.0.0.1 only): intake latency at a fixed rate, then end-to-end
 # issuances/s. Figures go to docs/benchmarks.md.
 load: deps
-	bash scripts/load.sh intake --rate $(LOAD_RATE) --duration 20s
-	bash scripts/load.sh e2e --total 20000 --per-request 100
+	bash scripts/load.sh intake --rate $(LOAD_RATE) --duration 20s --warmup 10000
+	bash scripts/load.sh e2e --total 20000 --per-request 100 --warmup 20000
+	bash scripts/load.sh e2e --total 40000 --per-request 100 --warmup 20000 --due-after 12s
 
 clean:
 	rm -rf bin

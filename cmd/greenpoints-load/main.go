@@ -108,9 +108,10 @@ Flags:
 		return err
 	}
 	// The sandbox bank's rate limit (200/s by default) would measure the
-	// limiter, not the pipeline: lift it above the offered rate.
+	// limiter, not the pipeline: lift it above the offered rate, and above
+	// what a closed-loop warm-up or e2e run sends.
 	if _, err := pool.Exec(ctx, `UPDATE partners SET rate_per_second = greatest(rate_per_second, $2), rate_burst = greatest(rate_burst, $2)
-		WHERE id = $1`, app.DemoBank, 4*o.rate); err != nil {
+		WHERE id = $1`, app.DemoBank, max(4*o.rate, 20_000)); err != nil { // the warm-up and e2e send as fast as taken
 		return fmt.Errorf("lift the sandbox rate limit: %w", err)
 	}
 	client, err := bankClient(o.url, o.keysDir)
