@@ -58,16 +58,28 @@ func (c *Client) Get(ctx context.Context, route string) (*Response, error) {
 
 // Send signs and sends one request under webhook id msgID.
 func (c *Client) Send(ctx context.Context, method, route, contentType, msgID string, body []byte) (*Response, error) {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	return c.SendSigned(ctx, method, route, contentType, c.Sign(msgID, now(), body), body)
+}
+
+// Sign returns the Standard Webhooks headers of body under webhook id msgID,
+// timestamped at: for SendSigned, when a caller signs ahead of sending (a
+// load generator keeping its signing out of the measured window).
+func (c *Client) Sign(msgID string, at time.Time, body []byte) http.Header {
+	return webhook.Headers(c.Signer, msgID, at, body)
+}
+
+// SendSigned sends one request with headers from Sign.
+func (c *Client) SendSigned(ctx context.Context, method, route, contentType string, signed http.Header, body []byte) (*Response, error) {
 	u := strings.TrimRight(c.BaseURL, "/") + "/v1/partners/" + url.PathEscape(c.Partner) + "/" + route
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
-	for k, v := range webhook.Headers(c.Signer, msgID, now(), body) {
+	for k, v := range signed {
 		req.Header[k] = v
 	}
 	if contentType != "" {
