@@ -388,14 +388,7 @@ func TestFareRefundedWhileGrantQueued(t *testing.T) {
 	linkCards(t, a, DemoBank, "tok_frq_", "frq-acct-", 1)
 	bank := sandboxClient(t, a, DemoBank)
 	const token, acct = "tok_frq_0000", "frq-acct-0000"
-	setStatus := func(status string) {
-		t.Helper()
-		if err := submit(t.Context(), a.Ledger(), DemoRegulatorMSP, "SetMemberStatus",
-			points.SetMemberStatusArgs{MSP: DemoIssuerMSP, Status: status}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setStatus(points.StatusSuspended)
+	setIssuerStatus(t, a, points.StatusSuspended)
 	post(t, bank, "card-transactions", cardsBody(fareAt("frq-fare-1", token, yesterdayAt(8), "cleared"), fareAt("frq-fare-2", token, yesterdayAt(9), "cleared")))
 	// The batcher groups the day into a grant it cannot issue.
 	waitZero(t, a, 30*time.Second, `SELECT count(*) FROM actions WHERE account = $1 AND status <> 'grouped'`, acct)
@@ -411,7 +404,7 @@ func TestFareRefundedWhileGrantQueued(t *testing.T) {
 	if n := queryInt(t, a, `SELECT count(*) FROM issuances WHERE claim = $1 AND status = 'cancelled' AND reason = 'refund_before_issue'`, first.claim); n != 1 {
 		t.Errorf("the queued grant was not cancelled")
 	}
-	setStatus(points.StatusActive)
+	setIssuerStatus(t, a, points.StatusActive)
 	waitActions(t, bank, "card-transactions/frq-fare-2", "issued")
 	kept, g := tripOf(t, a, "frq-fare-2")
 	dropped, _ := tripOf(t, a, "frq-fare-1")
@@ -457,14 +450,7 @@ func TestFareRefundRacesGrouping(t *testing.T) {
 	linkCards(t, a, DemoBank, "tok_frr_", "frr-acct-", 1)
 	bank := sandboxClient(t, a, DemoBank)
 	const token, acct = "tok_frr_0000", "frr-acct-0000"
-	setStatus := func(status string) {
-		t.Helper()
-		if err := submit(t.Context(), a.Ledger(), DemoRegulatorMSP, "SetMemberStatus",
-			points.SetMemberStatusArgs{MSP: DemoIssuerMSP, Status: status}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setStatus(points.StatusSuspended)
+	setIssuerStatus(t, a, points.StatusSuspended)
 	// Hold the account's cap lock: the batcher's grouping round locks the
 	// day's fares, then waits for it before writing the grant.
 	hold, err := a.pool.Begin(t.Context())
@@ -513,7 +499,7 @@ func TestFareRefundRacesGrouping(t *testing.T) {
 		AND cardinality(sub_claims) = 2`, acct); n != 1 {
 		t.Errorf("%d cancelled two-trip grants, want the one the grouping made", n)
 	}
-	setStatus(points.StatusActive)
+	setIssuerStatus(t, a, points.StatusActive)
 	waitActions(t, bank, "card-transactions/frr-fare-2", "issued")
 	kept, g := tripOf(t, a, "frr-fare-2")
 	if !slices.Equal(g.subClaims, []string{kept}) {
@@ -523,4 +509,14 @@ func TestFareRefundRacesGrouping(t *testing.T) {
 		t.Errorf("balance %+v, want the new grant's %d", b, g.points)
 	}
 	checkConservation(t, a)
+}
+
+// setIssuerStatus has the regulator set the demo issuer's status on the
+// ledger (a suspended issuer's IssueBatch is refused).
+func setIssuerStatus(t *testing.T, a *App, status string) {
+	t.Helper()
+	if err := submit(t.Context(), a.Ledger(), DemoRegulatorMSP, "SetMemberStatus",
+		points.SetMemberStatusArgs{MSP: DemoIssuerMSP, Status: status}, nil); err != nil {
+		t.Fatal(err)
+	}
 }
