@@ -309,10 +309,11 @@ func (s *Service) processOnce(ctx context.Context, jobs []*job) error {
 		// The facts the decisions need travel in it too.
 		b := &pgx.Batch{}
 		w := &work{s: s, tx: tx, now: s.cfg.Now(), final: &pgx.Batch{}}
-		queueLocks(b, slices.Concat(webhookLocks(jobs), eventLocks(all), w.claimLocks(all)))
+		claims := w.claims(all)
+		queueLocks(b, slices.Concat(webhookLocks(jobs), eventLocks(all), claimLocks(claims)))
 		seen := queueStoredRequests(b, jobs)
 		w.queueEarlier(b, all)
-		facts := w.queueLookups(b, all)
+		facts := w.queueLookups(b, all, claims)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("lock and read earlier requests: %w", err)
 		}

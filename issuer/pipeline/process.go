@@ -288,10 +288,11 @@ type link struct {
 // queueLookups queues into b, the transaction's first round trip, what the
 // decisions need from the database for evs: card links, label entries,
 // transit operators, accounts named by trips, and which of the events'
-// claims are recorded already (read under the claims' locks, taken in the
-// same round trip, so the answer holds until commit). Duplicates among evs
-// are looked up for nothing, which costs less than a round trip.
-func (w *work) queueLookups(b *pgx.Batch, evs []*event) *facts {
+// claims (w.claims(evs)) are recorded already, read under the claims' locks
+// taken in the same round trip, so the answer holds until commit.
+// Duplicates among evs are looked up for nothing, which costs less than a
+// round trip.
+func (w *work) queueLookups(b *pgx.Batch, evs []*event, claims []string) *facts {
 	f := &facts{links: map[[2]string]link{}, labels: map[[2]string]labels.Entry{},
 		operators: map[string]*Partner{}, accounts: map[string]bool{}, taken: map[string]bool{}}
 	var tokenPartners, tokens, brands, models, usccs, accounts []string
@@ -315,7 +316,6 @@ func (w *work) queueLookups(b *pgx.Batch, evs []*event) *facts {
 			}
 		}
 	}
-	claims := w.claims(evs)
 	if len(claims) > 0 {
 		b.Queue(`SELECT claim FROM actions WHERE claim = ANY($1)`, claims).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
@@ -415,16 +415,16 @@ func (w *work) applianceClaim(t *evidence.CardTransaction, line int) string {
 	return evidence.Claim(w.s.cfg.ClaimKey, evidence.ApplianceEvidenceID(t.MerchantUSCC, t.InvoiceNumber, line))
 }
 
-// claimLocks are the names of the events' claims' locks: a claim is
+// claimLocks are the names of the claims' locks: a claim is
 // checked in the first round trip and recorded in the last, and the lock
 // keeps a concurrent transaction (the bank's fare and the operator's trip
 // record of one ride) from recording it in between.
-func (w *work) claimLocks(evs []*event) []string {
-	claims := w.claims(evs)
+func claimLocks(claims []string) []string {
+	names := make([]string, len(claims))
 	for i, c := range claims {
-		claims[i] = "greenpoints/claim/" + c
+		names[i] = "greenpoints/claim/" + c
 	}
-	return claims
+	return names
 }
 
 // account resolves a partner's card token to its consented account.
