@@ -6,3 +6,8 @@
 -- reference still fails, at COMMIT.
 ALTER TABLE actions ALTER CONSTRAINT actions_event_id_fkey DEFERRABLE INITIALLY DEFERRED;
 ALTER TABLE actions ALTER CONSTRAINT actions_issuance_id_fkey DEFERRABLE INITIALLY DEFERRED;
+
+---- create above / drop below ----
+
+ALTER TABLE actions ALTER CONSTRAINT actions_issuance_id_fkey NOT DEFERRABLE;
+ALTER TABLE actions ALTER CONSTRAINT actions_event_id_fkey NOT DEFERRABLE;
