@@ -769,7 +769,7 @@ func TestApplianceYearCapReached(t *testing.T) {
 	}
 	if partial == 1 {
 		var decisions []string
-		if err := a.pool.QueryRow(t.Context(), `SELECT array(SELECT jsonb_array_elements_text(record->'decisions')) FROM issuances
+		if err := a.pool.QueryRow(t.Context(), `SELECT array(SELECT json_array_elements_text(record->'decisions')) FROM issuances
 			WHERE account = 'cap-acct-0000' AND points < (record->>'rulePoints')::bigint`).Scan(&decisions); err != nil {
 			t.Fatal(err)
 		}

@@ -174,7 +174,7 @@ func queueIssuances(b *pgx.Batch, list []*issuance) error {
 	b.Queue(`INSERT INTO issuances (id, kind, account, category, claim, sub_claims, local_day, occurred_at,
 		grams, points, record, record_hash, rule_id, rule_version, methodology_id, methodology_version, not_before, status)
 		SELECT u.id, u.kind, u.acct, u.cat, u.claim, ARRAY(SELECT jsonb_array_elements_text(u.sub::jsonb)), u.day, u.at,
-			u.grams, u.pts, u.rec::jsonb, u.hash, u.rid, u.rv, u.mid, u.mv, u.nb, 'queued'
+			u.grams, u.pts, u.rec::json, u.hash, u.rid, u.rv, u.mid, u.mv, u.nb, 'queued'
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
 			$9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::timestamptz[])
 			AS u(id, kind, acct, cat, claim, sub, day, at, grams, pts, rec, hash, rid, rv, mid, mv, nb)`,

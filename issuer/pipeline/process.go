@@ -675,7 +675,7 @@ func (w *work) queueActions(ctx context.Context, cands []*candidate, f *facts) e
 	}
 	w.final.Queue(`INSERT INTO actions (id, event_id, partner_id, kind, partner_tx_id, line, account, claim,
 		local_day, occurred_at, grams, record, record_hash, status, reason, not_before, issuance_id)
-		SELECT u.id, u.ev, u.p, u.kind, u.tx, u.line, u.acct, u.claim, u.day, u.at, u.grams, u.rec::jsonb, u.hash, u.st, u.reason, u.nb, u.iss
+		SELECT u.id, u.ev, u.p, u.kind, u.tx, u.line, u.acct, u.claim, u.day, u.at, u.grams, u.rec::json, u.hash, u.st, u.reason, u.nb, u.iss
 		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
 			$11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::uuid[])
 			AS u(id, ev, p, kind, tx, line, acct, claim, day, at, grams, rec, hash, st, reason, nb, iss)`,
