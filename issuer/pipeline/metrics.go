@@ -17,6 +17,7 @@ type Metrics struct {
 	ledgerDur *prometheus.HistogramVec
 	callbacks *prometheus.CounterVec
 	intakeTx  prometheus.Histogram // requests per intake transaction (group commit)
+	intakeDur prometheus.Histogram // intake transactions' duration, begin to commit
 }
 
 // RegisterMetrics registers the pipeline's metrics on reg and makes svc (and
@@ -37,7 +38,10 @@ func RegisterMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, svc *Service
 		intakeTx: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "greenpoints_intake_transaction_requests",
 			Help: "Partner requests recorded per intake transaction (concurrent requests share one).", Buckets: []float64{1, 2, 4, 8, 16, 32, 64}}),
 	}
-	reg.MustRegister(m.events, m.items, m.batchSize, m.ledgerDur, m.callbacks, m.intakeTx)
+	m.intakeDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "greenpoints_intake_transaction_seconds",
+		Help: "Intake transactions from begin to commit (a request's latency is this plus its wait for a worker).",
+		Buckets: []float64{.001, .002, .004, .006, .008, .01, .015, .02, .03, .05, .1, .25, 1}})
+	reg.MustRegister(m.events, m.items, m.batchSize, m.ledgerDur, m.callbacks, m.intakeTx, m.intakeDur)
 	for name, q := range map[string]string{
 		"greenpoints_issuances_queued":  `SELECT count(*) FROM issuances WHERE status = 'queued'`,
 		"greenpoints_issuances_due":     `SELECT count(*) FROM issuances WHERE status = 'queued' AND not_before <= now()`,
@@ -64,9 +68,10 @@ func (m *Metrics) event(kind, outcome string) {
 	}
 }
 
-func (m *Metrics) intakeTransaction(requests int) {
+func (m *Metrics) intakeTransaction(requests int, took time.Duration) {
 	if m != nil {
 		m.intakeTx.Observe(float64(requests))
+		m.intakeDur.Observe(took.Seconds())
 	}
 }
 

@@ -28,7 +28,7 @@ import (
 // work is the state of one intake transaction.
 type work struct {
 	s       *Service
-	tx      pgx.Tx
+	tx      dbtx
 	now     time.Time
 	final   *pgx.Batch           // the statements of the transaction's last round trip
 	earlier map[eventKey]earlier // events recorded before, read under the events' locks
@@ -66,7 +66,7 @@ func lockKey(name string) int64 {
 
 // lockAll takes transaction-scoped advisory locks on names, in key order:
 // two transactions locking overlapping sets never deadlock on them.
-func lockAll(ctx context.Context, tx pgx.Tx, names []string) error {
+func lockAll(ctx context.Context, tx dbtx, names []string) error {
 	b := &pgx.Batch{}
 	queueLocks(b, names)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -97,7 +97,7 @@ func capLockName(account string) string { return "greenpoints/cap/" + account }
 
 // lockAccount serialises cap checks of one account across requests, the
 // batcher's transit grants and server instances.
-func lockAccount(ctx context.Context, tx pgx.Tx, account string) error {
+func lockAccount(ctx context.Context, tx dbtx, account string) error {
 	return lockAll(ctx, tx, []string{capLockName(account)})
 }
 
@@ -737,7 +737,7 @@ func (u *usage) want(account, category string, start, end time.Time) {
 	}
 }
 
-func (u *usage) load(ctx context.Context, tx pgx.Tx) error {
+func (u *usage) load(ctx context.Context, tx dbtx) error {
 	b := &pgx.Batch{}
 	u.queue(b)
 	if b.Len() == 0 {

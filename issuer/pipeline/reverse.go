@@ -128,14 +128,15 @@ func (w *work) reversePartner(ctx context.Context, partner string, evs []*newEve
 // maxLockRounds times: grouping happens once per trip and day, so a second
 // round finds the trip's grant at once.
 func (w *work) lockReversing(ctx context.Context, partner string, txIDs []string) ([]reversing, map[uuid.UUID]*lockedIssuance, error) {
+	// Savepoints by statement: the intake transaction may be a pipelined
+	// one on a bare connection, without pgx's nested transactions.
 	for round := 1; ; round++ {
-		sp, err := w.tx.Begin(ctx) // a savepoint
-		if err != nil {
+		if _, err := w.tx.Exec(ctx, `SAVEPOINT refund_locks`); err != nil {
 			return nil, nil, err
 		}
-		acts, locked, err := lockRound(ctx, sp, partner, txIDs)
+		acts, locked, err := lockRound(ctx, w.tx, partner, txIDs)
 		if errors.Is(err, errRegrouped) && round < maxLockRounds {
-			if err := sp.Rollback(ctx); err != nil {
+			if _, err := w.tx.Exec(ctx, `ROLLBACK TO SAVEPOINT refund_locks`); err != nil {
 				return nil, nil, err
 			}
 			continue
@@ -143,14 +144,15 @@ func (w *work) lockReversing(ctx context.Context, partner string, txIDs []string
 		if err != nil {
 			return nil, nil, err
 		}
-		return acts, locked, sp.Commit(ctx)
+		_, err = w.tx.Exec(ctx, `RELEASE SAVEPOINT refund_locks`)
+		return acts, locked, err
 	}
 }
 
 // errRegrouped: a trip was grouped into a grant while a refund locked it.
 var errRegrouped = errors.New("a refunded trip was grouped into a grant meanwhile")
 
-func lockRound(ctx context.Context, tx pgx.Tx, partner string, txIDs []string) ([]reversing, map[uuid.UUID]*lockedIssuance, error) {
+func lockRound(ctx context.Context, tx dbtx, partner string, txIDs []string) ([]reversing, map[uuid.UUID]*lockedIssuance, error) {
 	// Trips of card-paid fares are found by the bank's transaction id; trip
 	// records of operators (another partner) have no refund.
 	rows, err := tx.Query(ctx, `SELECT id, kind, line, coalesce(issuance_id, '00000000-0000-0000-0000-000000000000'), partner_tx_id,
@@ -342,7 +344,7 @@ func (q *reversalQueue) trip(pol *Policy, r *ActionResult, a reversing, locked m
 }
 
 // send writes the queue in one round trip.
-func (q *reversalQueue) send(ctx context.Context, tx pgx.Tx) error {
+func (q *reversalQueue) send(ctx context.Context, tx dbtx) error {
 	b := &pgx.Batch{}
 	if len(q.cancelIss) > 0 {
 		b.Queue(`UPDATE issuances i SET status = 'cancelled', reason = u.r, updated_at = now() FROM unnest($1::uuid[], $2::text[]) AS u(id, r)
