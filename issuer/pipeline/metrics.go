@@ -39,7 +39,7 @@ func RegisterMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, svc *Service
 			Help: "Partner requests recorded per intake transaction (concurrent requests share one).", Buckets: []float64{1, 2, 4, 8, 16, 32, 64}}),
 	}
 	m.intakeDur = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "greenpoints_intake_transaction_seconds",
-		Help: "Intake transactions from begin to commit (a request's latency is this plus its wait for a worker).",
+		Help:    "Intake transactions from begin to commit (a request's latency is this plus its wait for a worker).",
 		Buckets: []float64{.001, .002, .004, .006, .008, .01, .015, .02, .03, .05, .1, .25, 1}})
 	reg.MustRegister(m.events, m.items, m.batchSize, m.ledgerDur, m.callbacks, m.intakeTx, m.intakeDur)
 	for name, q := range map[string]string{
