@@ -520,3 +520,59 @@ func setIssuerStatus(t *testing.T, a *App, status string) {
 		t.Fatal(err)
 	}
 }
+
+// TestFareRefundFreesCapRoom: a day whose fares earn past the daily cap is
+// granted the cap; refunding one fare whose share the others no longer
+// cover gives that share back, and a fare of the same day reported later
+// earns up to the room the share left, no more.
+func TestFareRefundFreesCapRoom(t *testing.T) {
+	t.Parallel()
+	a := seededApp(t)
+	linkCards(t, a, DemoBank, "tok_frc_", "frc-acct-", 1)
+	bank := sandboxClient(t, a, DemoBank)
+	const token, acct, dayCap = "tok_frc_0000", "frc-acct-0000", 200
+	day := yesterdayAt(6)
+	first := fareAt("frc-fare-00", token, day, "cleared")
+	post(t, bank, "card-transactions", cardsBody(first))
+	waitActions(t, bank, "card-transactions/frc-fare-00", "issued")
+	_, one := tripOf(t, a, "frc-fare-00")
+	tripGrams := one.grams
+	uncapped := grantRow{points: 1 << 40, occurredAt: day}
+	// The smallest day over the cap whose refund of one fare takes it back
+	// under: then the share is what the cap lost, more than nothing.
+	n := 2
+	for worth(t, a, uncapped, int64(n-1)*tripGrams) < dayCap && worth(t, a, uncapped, int64(n)*tripGrams) <= dayCap {
+		n++
+	}
+	if worth(t, a, uncapped, int64(n-1)*tripGrams) >= dayCap || n > points.MaxSubClaims {
+		t.Fatalf("cannot make a day whose refund frees cap room: %d fares of %d g", n, tripGrams)
+	}
+	// The first fare was granted alone; the others, reported the same day
+	// after its grant, are granted together in a supplemental grant.
+	var rest []partnerclient.CardTransaction
+	for i := 1; i < n; i++ {
+		rest = append(rest, fareAt(fmt.Sprintf("frc-fare-%02d", i), token, day.Add(time.Duration(i)*time.Minute), "cleared"))
+	}
+	post(t, bank, "card-transactions", cardsBody(rest...))
+	waitActions(t, bank, fmt.Sprintf("card-transactions/frc-fare-%02d", n-1), "issued")
+	if b := balance(t, a, acct); b.Total != dayCap {
+		t.Fatalf("balance %d after %d fares, want the day's cap %d", b.Total, n, dayCap)
+	}
+	// Refund the last fare: its grant gives back what it loses without it.
+	last := fmt.Sprintf("frc-fare-%02d", n-1)
+	post(t, bank, "card-transactions", cardsBody(fareAt(last, token, day.Add(time.Duration(n-1)*time.Minute), "refunded")))
+	waitActions(t, bank, "card-transactions/"+last, "reversed")
+	after := balance(t, a, acct).Total
+	room := dayCap - after
+	if room <= 0 {
+		t.Fatalf("balance %d after the refund: no share given back", after)
+	}
+	// A late fare of the same day earns the freed room, capped by it.
+	post(t, bank, "card-transactions", cardsBody(fareAt("frc-fare-late", token, yesterdayAt(20), "cleared")))
+	waitActions(t, bank, "card-transactions/frc-fare-late", "issued")
+	want := min(worth(t, a, uncapped, tripGrams), room)
+	if got := balance(t, a, acct).Total; got != after+want {
+		t.Errorf("balance %d after the late fare, want %d + %d (the room the refund freed, at most a fare's worth)", got, after, want)
+	}
+	checkConservation(t, a)
+}

@@ -756,7 +756,11 @@ func (u *usage) queue(b *pgx.Batch) {
 	for i, k := range u.keys {
 		accts[i], cats[i], starts[i], ends[i] = k.account, k.category, k.start, k.end
 	}
-	b.Queue(`SELECT u.i, coalesce((SELECT sum(x.points) FROM issuances x WHERE x.account = u.acct AND x.category = u.cat
+	// A grant's points count less the shares its refunded trips gave back
+	// (queued or done): a refund frees the cap room it used.
+	b.Queue(`SELECT u.i, coalesce((SELECT sum(x.points - coalesce((SELECT sum(r.points) FROM reversals r
+				WHERE r.issuance_id = x.id AND r.action_id IS NOT NULL AND r.status <> 'failed'), 0))
+			FROM issuances x WHERE x.account = u.acct AND x.category = u.cat
 			AND x.occurred_at >= u.s AND x.occurred_at < u.e AND x.status IN ('queued', 'issued')), 0)
 		FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS u(acct, cat, s, e, i)`,
 		accts, cats, starts, ends).Query(func(rows pgx.Rows) error {
