@@ -8,8 +8,8 @@ import (
 	"github.com/greenpoints/greenpoints/internal/apperr"
 )
 
-// Group commit for intake. Every request costs a durable commit and about
-// nine round trips whatever its size, so single-event requests arriving
+// Group commit for intake. Every transaction costs a durable commit and
+// four round trips whatever its size, so single-event requests arriving
 // together are recorded in one transaction: a few workers each take what
 // has queued while they were busy (no timer: a lone request waits for
 // nobody), run it through the same set-based intake as one request, and
