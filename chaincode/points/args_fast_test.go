@@ -30,7 +30,23 @@ func TestIssueBatchFastDecodeMatchesEncodingJSON(t *testing.T) {
 		}
 		return rapid.StringMatching(`[A-Za-z0-9._:/ -]{0,12}`).Draw(t, "s")
 	})
+	// The guard below wants the property checked on at least one document
+	// the fast path took; about 3 in 100 random documents are, so a round of
+	// 100 found none in ~4% of runs. Up to five rounds make that ~1e-7.
 	accepted := 0
+	for round := 0; accepted == 0 && round < 5; round++ {
+		checkFastDecode(t, str, &accepted)
+	}
+	t.Logf("the fast path took %d documents", accepted)
+	if accepted == 0 {
+		t.Fatal("the fast path accepted nothing")
+	}
+}
+
+// checkFastDecode is one rapid round of
+// TestIssueBatchFastDecodeMatchesEncodingJSON; it counts the documents the
+// fast path took in accepted.
+func checkFastDecode(t *testing.T, str *rapid.Generator[string], accepted *int) {
 	rapid.Check(t, func(t *rapid.T) {
 		var a IssueBatchArgs
 		for range rapid.IntRange(0, 4).Draw(t, "n") {
@@ -73,7 +89,7 @@ func TestIssueBatchFastDecodeMatchesEncodingJSON(t *testing.T) {
 		if !fast.decodeFast(data) {
 			return
 		}
-		accepted++
+		*accepted++
 		var slow IssueBatchArgs
 		if err := decodeSlow(data, &slow); err != nil {
 			t.Fatalf("fast path accepted %s, encoding/json: %v", data, err)
@@ -85,10 +101,6 @@ func TestIssueBatchFastDecodeMatchesEncodingJSON(t *testing.T) {
 			t.Fatalf("fast path decoded %s as\n%+v\nencoding/json as\n%+v", data, fast, slow)
 		}
 	})
-	t.Logf("the fast path took %d documents", accepted)
-	if accepted == 0 {
-		t.Fatal("the fast path accepted nothing")
-	}
 }
 
 func TestIssueBatchFastDecodeTakesBenchmarkShape(t *testing.T) {
