@@ -44,23 +44,9 @@ const (
 
 // runLedger implements "greenpoints ledger SUBCOMMAND".
 func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, ledgerUsage)
-		return errUsage
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, ledgerUsage)
-		return nil
-	case "init":
-		return runLedgerInit(ctx, args[1:], stdout, stderr)
-	case "register-issuer":
-		return runLedgerRegisterIssuer(ctx, args[1:], stdout, stderr)
-	case "anchor-policy":
-		return runLedgerAnchorPolicy(ctx, args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "greenpoints ledger: unknown subcommand %q\n%s", args[0], ledgerUsage)
-	return errUsage
+	return runGroup(ctx, "ledger", ledgerUsage, map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"init": runLedgerInit, "register-issuer": runLedgerRegisterIssuer, "anchor-policy": runLedgerAnchorPolicy,
+	}, args, stdout, stderr)
 }
 
 // ledgerFlags are how a command outside the server reaches the ledger

@@ -111,6 +111,27 @@ func oneLine(s string) string {
 	return strings.Join(fields, " ")
 }
 
+// runGroup runs the subcommand args[0] of a command group ("greenpoints
+// ledger init ..."): usage on stdout for help, on stderr with errUsage when
+// the subcommand is missing or unknown.
+func runGroup(ctx context.Context, group, usage string, subs map[string]func(context.Context, []string, io.Writer, io.Writer) error,
+	args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	if run, ok := subs[args[0]]; ok {
+		return run(ctx, args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "greenpoints %s: unknown subcommand %q\n\n%s", group, args[0], usage)
+	return errUsage
+}
+
 // newFlagSet returns a FlagSet whose usage explains the command.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)

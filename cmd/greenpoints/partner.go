@@ -30,21 +30,9 @@ Run 'greenpoints partner SUBCOMMAND --help' for its flags.
 `
 
 func runPartner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, partnerUsage)
-		return errUsage
-	}
-	switch args[0] {
-	case "send":
-		return runPartnerSend(ctx, args[1:], stdout, stderr)
-	case "import":
-		return runPartnerImport(ctx, args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, partnerUsage)
-		return nil
-	}
-	fmt.Fprintf(stderr, "greenpoints partner: unknown subcommand %q\n\n%s", args[0], partnerUsage)
-	return errUsage
+	return runGroup(ctx, "partner", partnerUsage, map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"send": runPartnerSend, "import": runPartnerImport,
+	}, args, stdout, stderr)
 }
 
 // partnerFlags are the flags of every partner subcommand.

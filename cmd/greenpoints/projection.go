@@ -27,19 +27,9 @@ checkpoint and skip what the rebuild applied. Progress goes to stderr.`
 
 // runProjection implements "greenpoints projection SUBCOMMAND".
 func runProjection(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, projectionUsage)
-		return errUsage
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, projectionUsage)
-		return nil
-	case "rebuild":
-		return runProjectionRebuild(ctx, args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "greenpoints projection: unknown subcommand %q\n%s", args[0], projectionUsage)
-	return errUsage
+	return runGroup(ctx, "projection", projectionUsage, map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"rebuild": runProjectionRebuild,
+	}, args, stdout, stderr)
 }
 
 func runProjectionRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
