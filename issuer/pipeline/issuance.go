@@ -54,11 +54,9 @@ type IssuanceRecord struct {
 
 // price computes the issuance's points under the rule set in force when the
 // action happened and the profile's caps for its window (the batcher's
-// transit grants): it takes the account's cap lock and reads its usage.
+// transit grants), reading the account's usage. The caller holds the
+// account's cap lock (grant takes it before numbering the grant).
 func price(ctx context.Context, tx pgx.Tx, pol *Policy, prof rules.Profile, iss *issuance, recs []quantify.Record) (int64, string, error) {
-	if err := lockAccount(ctx, tx, iss.account); err != nil {
-		return 0, "", err
-	}
 	u := newUsage()
 	for _, c := range prof.Caps {
 		if c.Category == iss.category {
