@@ -95,13 +95,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 	if workers <= 0 {
 		workers = pipeline.DefaultWorkers
 	}
+	cfg.IntakeWorkers = cmp.Or(cfg.IntakeWorkers, pipeline.DefaultIntakeWorkers)
 	// Pool sizes: each batch worker holds a connection while its ledger
 	// call runs, and intake requests, the projection and callbacks need
 	// theirs meanwhile. The embedded ledger gets a pool of its own, so
 	// however many workers wait on it, its endorsements and its block
 	// producer always find a connection (a shared pool of 4 deadlocked
 	// under the kill -9 test until the 2-minute block timeout).
-	pool, err := database.Open(ctx, cfg.DatabaseURL, database.WithMaxConns(int32(2*workers+cmp.Or(cfg.IntakeWorkers, pipeline.DefaultIntakeWorkers)+16)))
+	pool, err := database.Open(ctx, cfg.DatabaseURL, database.WithMaxConns(int32(2*workers+cfg.IntakeWorkers+16)))
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +224,7 @@ func (a *App) VerifyLedger(ctx context.Context) error {
 func (a *App) Run(ctx context.Context) error {
 	// Concurrent partner requests share transactions; the workers outlive
 	// the HTTP server's drain, since its handlers wait on them.
-	stopIntake := a.svc.EnableGroupCommit(cmp.Or(a.cfg.IntakeWorkers, pipeline.DefaultIntakeWorkers))
+	stopIntake := a.svc.EnableGroupCommit(a.cfg.IntakeWorkers)
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
 	// The background workers stop with ctx; each finishes the batch it has
