@@ -492,6 +492,10 @@ func (l *Ledger) prepare(ctx context.Context, q batchSender, batch []*pending, h
 	// Which transactions the window of recent writes validates; the others
 	// need the committed versions of their keys and the committed content
 	// of their ranges, read in one round trip with the taken txids.
+	nWrites := 0
+	for _, p := range batch {
+		nWrites += len(p.e.writes)
+	}
 	var (
 		fast      = make([]bool, len(batch))
 		dbRanges  = make([]int, len(batch)) // index of a transaction's first range in rangeRows
@@ -500,7 +504,7 @@ func (l *Ledger) prepare(ctx context.Context, q batchSender, batch []*pending, h
 		txIDs     = make([]string, len(batch))
 		lo, hi    []string
 		incl      []bool
-		v         = validator{recent: &l.recent, committed: make(map[string]version), overlay: make(map[string]overlayEntry)}
+		v         = validator{recent: &l.recent, committed: make(map[string]version), overlay: make(map[string]overlayEntry, nWrites), ovKeys: make([]string, 0, nWrites)}
 		taken     = make(map[string]bool)
 		rangeRows [][]readEntry
 	)

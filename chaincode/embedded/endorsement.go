@@ -37,7 +37,7 @@ func (s *simulator) SetKeyEndorsers(key string, msps ...string) error {
 	if s.readOnly {
 		return nil // an evaluation's writes are discarded anyway
 	}
-	if i, ok := s.writeIdx[key]; !ok || s.writes[i].del {
+	if w, ok := s.lastWrite(key); !ok || w.del {
 		return fmt.Errorf("txid [%s]: key-level endorsement set on key [%s], which this transaction does not write", s.txID, key)
 	}
 	return nil

@@ -130,7 +130,7 @@ func (w *recentWrites) rangeAtHead(r *rangeRead, h int64) []readEntry {
 // it wrote, overlay their last writes.
 func (w *recentWrites) add(number int64, hash []byte, keys []string, overlay map[string]overlayEntry) {
 	if w.latest == nil || number != w.last+1 {
-		*w = recentWrites{base: number, latest: make(map[string]recentWrite)}
+		*w = recentWrites{base: number, latest: make(map[string]recentWrite, len(keys))}
 	}
 	w.blocks = append(w.blocks, recentBlock{number: number, keys: keys})
 	for _, k := range keys {

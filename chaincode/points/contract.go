@@ -3,6 +3,7 @@ package points
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -265,8 +266,13 @@ func errStub(err error, what string) error {
 // first, then committed state), reading everything not yet known with ONE
 // GetMultipleStates call. nil means absent.
 func (t *txn) getMany(keys ...string) ([][]byte, error) {
-	var missing []string
-	seen := map[string]bool{}
+	var (
+		missing []string
+		seen    map[string]bool // only a call with several keys may repeat one
+	)
+	if len(keys) > 1 {
+		seen = make(map[string]bool, len(keys))
+	}
 	for _, k := range keys {
 		if _, ok := t.overlay[k]; ok {
 			continue
@@ -274,7 +280,9 @@ func (t *txn) getMany(keys ...string) ([][]byte, error) {
 		if _, ok := t.cache[k]; ok || seen[k] {
 			continue
 		}
-		seen[k] = true
+		if seen != nil {
+			seen[k] = true
+		}
 		missing = append(missing, k)
 	}
 	if len(missing) > 0 {
@@ -298,6 +306,26 @@ func (t *txn) getMany(keys ...string) ([][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// reserve sizes the transaction's maps and lists for about reads more keys
+// read and writes more keys written, so that a large batch does not grow
+// them step by step.
+func (t *txn) reserve(reads, writes int) {
+	if len(t.cache)+reads > 8 {
+		t.cache = grown(t.cache, reads)
+	}
+	if len(t.overlay)+writes > 8 {
+		t.overlay = grown(t.overlay, writes)
+		t.order = slices.Grow(t.order, writes)
+	}
+}
+
+// grown is a copy of m with room for n more keys.
+func grown[V any](m map[string]V, n int) map[string]V {
+	out := make(map[string]V, len(m)+n)
+	maps.Copy(out, m)
+	return out
 }
 
 // get returns the current value of one key; nil when absent.
