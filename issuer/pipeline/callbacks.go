@@ -77,8 +77,36 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	return nil
 }
 
-// Step attempts up to 20 due callbacks and returns how many it attempted.
+// Step parks the due callbacks of partners without a URL, up to 1,000 in
+// one statement, then attempts up to 20 due callbacks; it returns how many
+// it parked and attempted.
 func (d *Deliverer) Step(ctx context.Context) (int, error) {
+	parked, err := d.parkNoURL(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := d.deliverDue(ctx)
+	return parked + n, err
+}
+
+// parkNoURL parks due callbacks whose partner has no URL: the partner reads
+// outcomes from the status endpoint. Claimed one by one with the deliveries,
+// they cost a poll per 20 (a poll took 4% of PostgreSQL's time under load).
+func (d *Deliverer) parkNoURL(ctx context.Context) (int, error) {
+	tag, err := d.pool.Exec(ctx, `UPDATE callbacks SET next_attempt_at = 'infinity', last_error = 'partner has no callback URL'
+		WHERE id IN (SELECT c.id FROM callbacks c JOIN partners p ON p.id = c.partner_id
+			WHERE c.delivered_at IS NULL AND c.next_attempt_at <= now() AND p.callback_url = ''
+			ORDER BY c.next_attempt_at, c.id LIMIT 1000 FOR UPDATE OF c SKIP LOCKED)`)
+	if err != nil {
+		return 0, fmt.Errorf("park callbacks without a URL: %w", err)
+	}
+	n := int(tag.RowsAffected())
+	d.metrics.callbacksBy("no_url", n)
+	return n, nil
+}
+
+// deliverDue attempts up to 20 due callbacks and returns how many it attempted.
+func (d *Deliverer) deliverDue(ctx context.Context) (int, error) {
 	var n int
 	err := database.InTx(ctx, d.pool, func(tx pgx.Tx) error {
 		// In next_attempt_at order, the callbacks_due index's: ordered by id,

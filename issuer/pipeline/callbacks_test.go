@@ -14,8 +14,9 @@ import (
 )
 
 // TestDelivererParksCallbacksWithoutURL: callbacks of a partner without a
-// callback URL are parked (never due again) in one pass, and a due callback
-// of a partner with a URL queued after them is delivered.
+// callback URL are parked (never due again) in one pass, many more than one
+// delivery round takes, and a due callback of a partner with a URL queued
+// after them is delivered.
 func TestDelivererParksCallbacksWithoutURL(t *testing.T) {
 	f := newGroupFixture(t) // bank-a and bank-b, neither with a callback URL
 	ctx := t.Context()
@@ -29,7 +30,7 @@ func TestDelivererParksCallbacksWithoutURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := f.pool.Exec(ctx, `INSERT INTO callbacks (partner_id, event_type, payload)
-		SELECT 'bank-a', 'evidence.rejected', '{}' FROM generate_series(1, 15)`); err != nil {
+		SELECT 'bank-a', 'evidence.rejected', '{}' FROM generate_series(1, 150)`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.pool.Exec(ctx, `INSERT INTO callbacks (partner_id, event_type, payload) VALUES ('bank-b', 'evidence.rejected', '{}')`); err != nil {
@@ -40,8 +41,8 @@ func TestDelivererParksCallbacksWithoutURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := NewDeliverer(f.pool, webhook.CryptoSigner(key), CallbackConfig{}, slog.New(slog.DiscardHandler))
-	if n, err := d.Step(ctx); err != nil || n != 16 {
-		t.Fatalf("first step: %d callbacks, %v; want all 16", n, err)
+	if n, err := d.Step(ctx); err != nil || n != 151 {
+		t.Fatalf("first step: %d callbacks, %v; want all 151", n, err)
 	}
 	if n, err := d.Step(ctx); err != nil || n != 0 {
 		t.Fatalf("second step: %d callbacks, %v; want none due", n, err)
@@ -50,8 +51,8 @@ func TestDelivererParksCallbacksWithoutURL(t *testing.T) {
 		t.Errorf("%d deliveries, want 1 (bank-b's)", got.Load())
 	}
 	if n := f.count(t, `SELECT count(*) FROM callbacks WHERE partner_id = 'bank-a' AND next_attempt_at = 'infinity'
-		AND last_error = 'partner has no callback URL' AND delivered_at IS NULL`); n != 15 {
-		t.Errorf("%d of bank-a's 15 callbacks parked", n)
+		AND last_error = 'partner has no callback URL' AND delivered_at IS NULL`); n != 150 {
+		t.Errorf("%d of bank-a's 150 callbacks parked", n)
 	}
 	if n := f.count(t, `SELECT count(*) FROM callbacks WHERE partner_id = 'bank-b' AND delivered_at IS NOT NULL`); n != 1 {
 		t.Errorf("bank-b's callback delivered %d times in the table, want 1", n)

@@ -93,8 +93,10 @@ func (m *Metrics) submitted(fn string, d time.Duration) {
 	}
 }
 
-func (m *Metrics) callback(result string) {
-	if m != nil {
-		m.callbacks.WithLabelValues(result).Inc()
+func (m *Metrics) callback(result string) { m.callbacksBy(result, 1) }
+
+func (m *Metrics) callbacksBy(result string, n int) {
+	if m != nil && n > 0 {
+		m.callbacks.WithLabelValues(result).Add(float64(n))
 	}
 }
