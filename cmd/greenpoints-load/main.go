@@ -361,11 +361,14 @@ func waitIssued(ctx context.Context, pool *pgxpool.Pool, o options) (int, time.T
 			return 0, allIssued, fmt.Errorf("timed out: %d of %d issued", issued, o.total)
 		}
 		if allIssued.IsZero() {
-			var queued int
-			if err := pool.QueryRow(ctx, `SELECT count(*) FROM issuances WHERE status = 'queued'`).Scan(&queued); err != nil {
+			// Whether anything is queued, not how much: counting the
+			// queue's index took PostgreSQL ~9 ms a poll, 4% of its time
+			// in an end-to-end run.
+			var queued bool
+			if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM issuances WHERE status = 'queued')`).Scan(&queued); err != nil {
 				return 0, allIssued, err
 			}
-			if queued > 0 {
+			if queued {
 				time.Sleep(20 * time.Millisecond)
 				continue
 			}
