@@ -431,6 +431,10 @@ func capLockKey(account string) int64 {
 	return int64(h.Sum64())
 }
 
+// lockStatement starts the statement that takes the pipeline's advisory
+// locks (issuer/pipeline queueLocks).
+const lockStatement = "SELECT count(pg_advisory_xact_lock("
+
 // waitBlocked waits until a backend waits on a lock in a statement that
 // starts with prefix.
 func waitBlocked(t *testing.T, a *App, prefix string) {
@@ -462,7 +466,7 @@ func TestFareRefundRacesGrouping(t *testing.T) {
 		t.Fatal(err)
 	}
 	post(t, bank, "card-transactions", cardsBody(fareAt("frr-fare-1", token, yesterdayAt(8), "cleared"), fareAt("frr-fare-2", token, yesterdayAt(9), "cleared")))
-	waitBlocked(t, a, "SELECT pg_advisory_xact_lock")
+	waitBlocked(t, a, lockStatement)
 
 	// The refund reads the fare as waiting, then waits for its row.
 	type answer struct {
