@@ -27,6 +27,7 @@ var tests = []testCase{
 	{"EarliestExpiryFirst", testEarliestExpiryFirst},
 	{"ReverseAndDebt", testReverseAndDebt},
 	{"ExpiryAndSweep", testExpiryAndSweep},
+	{"ExpiryIndexEntries", testExpiryIndexEntries},
 	{"MVCCConflict", testMVCC},
 	{"PhantomConflict", testPhantom},
 	{"QueriesOnlyEvaluated", testQueriesOnlyEvaluated},

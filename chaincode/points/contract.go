@@ -232,6 +232,10 @@ type txn struct {
 	overlay map[string][]byte // this transaction's writes (nil: deleted)
 	order   []string          // keys in first-write order
 	changes []Change
+
+	// The lots placed per expiry index entry, written at commit (placeLot).
+	expiring      map[string][]string
+	expiringOrder []string
 }
 
 func newTxn(s stub.Stub, fn string, readOnly bool) (*txn, error) {
@@ -437,6 +441,9 @@ func (t *txn) emit(c Change) { t.changes = append(t.changes, c) }
 // transaction's one event. Nothing reaches the stub before the function has
 // succeeded, so a rejected call writes nothing.
 func (t *txn) commit() error {
+	if err := t.writeExpiryIndex(); err != nil {
+		return err
+	}
 	if len(t.changes) > MaxChanges {
 		return apperr.New(apperr.Internal, "too_many_changes", "%s produced %d changes (bound %d)", t.fn, len(t.changes), MaxChanges)
 	}

@@ -1,6 +1,7 @@
 package points
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/greenpoints/greenpoints/internal/apperr"
@@ -215,8 +216,7 @@ func (t *txn) moveLot(l *Lot, c *Claim, newExp time.Time, it *ExtendItem) (strin
 			return "", "", err
 		}
 	}
-	t.del(expiryKey(l.Issuer, l.ExpiresAt, oldKey))
-	t.del(oldKey)
+	t.del(oldKey) // its index entry stays; the sweep drops a lot it cannot find
 	l.Key, l.ExpiresAt, l.Extension = newKey, newExp, &ext
 	if err := t.placeLot(l); err != nil {
 		return "", "", err
@@ -231,9 +231,13 @@ func validLotKey(key string) bool {
 	return ok
 }
 
-// placeLot writes a lot under its key with its expiry index entry (none
-// for an empty lot: the sweep has nothing to record): issuance, transfers
-// and extensions make lots this way.
+// placeLot writes a lot under its key and lists it in the transaction's
+// expiry index entry for its issuer and bucket (not an empty lot: the
+// sweep has nothing to record): issuance, transfers and extensions make
+// lots this way. One entry per transaction and bucket, written at commit,
+// rather than one per lot: an IssueBatch of 1,000 wrote 1,000 index keys,
+// a third of its state writes. The key is the transaction's own, so no
+// two transactions write it (no MVCC conflict between them).
 func (t *txn) placeLot(l *Lot) error {
 	if err := t.put(l.Key, l); err != nil {
 		return err
@@ -241,5 +245,26 @@ func (t *txn) placeLot(l *Lot) error {
 	if l.Remaining == 0 {
 		return nil
 	}
-	return t.put(expiryKey(l.Issuer, l.ExpiresAt, l.Key), l.Key)
+	k := expiryGroupKey(l.Issuer, bucketOf(l.ExpiresAt), t.txID)
+	if t.expiring == nil {
+		t.expiring = map[string][]string{}
+	}
+	if _, ok := t.expiring[k]; !ok {
+		t.expiringOrder = append(t.expiringOrder, k)
+	}
+	t.expiring[k] = append(t.expiring[k], l.Key)
+	return nil
+}
+
+// writeExpiryIndex writes the transaction's expiry index entries.
+func (t *txn) writeExpiryIndex() error {
+	for _, k := range t.expiringOrder {
+		raw, err := json.Marshal(t.expiring[k])
+		if err != nil {
+			return apperr.Wrap(err, apperr.Internal, "encode_failed", "encoding the expiry index entry %q", k)
+		}
+		t.write(k, raw)
+	}
+	t.expiring, t.expiringOrder = nil, nil
+	return nil
 }

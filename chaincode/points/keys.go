@@ -137,9 +137,15 @@ func expiryPrefix(issuer, bucket string) string {
 	return prefixExpiry + issuer + "/" + bucket + "/"
 }
 
-// expiryKey is the expiry index entry of a lot.
-func expiryKey(issuer string, expiresAt time.Time, lotKey string) string {
-	return expiryPrefix(issuer, bucketOf(expiresAt)) + lotKey
+// expiryGroupPrefix starts, after a bucket's prefix, the suffix of an
+// entry that lists lots; any other suffix is a lot key (one lot per entry,
+// as the first version wrote them).
+const expiryGroupPrefix = "tx/"
+
+// expiryGroupKey is the expiry index entry of the lots that transaction
+// txID placed in one issuer's bucket: a JSON array of their lot keys.
+func expiryGroupKey(issuer, bucket, txID string) string {
+	return expiryPrefix(issuer, bucket) + expiryGroupPrefix + txID
 }
 
 // deriveID derives a deterministic, unpredictable id (txIds are

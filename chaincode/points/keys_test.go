@@ -84,8 +84,11 @@ func TestExpiryKeysAndIDs(t *testing.T) {
 	t.Parallel()
 	exp := time.Date(2030, 3, 4, 23, 59, 59, 0, time.FixedZone("CST", 8*3600))
 	lk := lotKey("acct", exp, deriveID("tx", "lot", 0))
-	if got, want := expiryKey("Bank", exp, lk), "exp/Bank/20300304/"+lk; got != want {
-		t.Errorf("expiryKey = %s, want %s", got, want)
+	if got, want := expiryGroupKey("Bank", bucketOf(exp), "tx1"), "exp/Bank/20300304/tx/tx1"; got != want {
+		t.Errorf("expiryGroupKey = %s, want %s", got, want)
+	}
+	if strings.HasPrefix(lk, expiryGroupPrefix) {
+		t.Errorf("a lot key %s could pass for a group entry's suffix", lk)
 	}
 	if deriveID("tx", "lot", 1) == deriveID("tx", "lot", 2) || deriveID("tx", "lot", 1) == deriveID("tx", "transfer", 1) {
 		t.Error("derived ids collide")

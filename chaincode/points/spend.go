@@ -123,10 +123,6 @@ func (t *txn) spend(account string, points int64, cause, requestHash string) ([]
 	return parts, nil
 }
 
-// putLot writes a lot, removing its expiry index entry once it is empty.
-func (t *txn) putLot(l *Lot) error {
-	if l.Remaining == 0 {
-		t.del(expiryKey(l.Issuer, l.ExpiresAt, l.Key))
-	}
-	return t.put(l.Key, l)
-}
+// putLot writes a lot. An emptied lot keeps its expiry index entry, which
+// lists other lots too; the sweep drops it.
+func (t *txn) putLot(l *Lot) error { return t.put(l.Key, l) }
