@@ -416,11 +416,9 @@ func (b *Batcher) settle(ctx context.Context, tx pgx.Tx, list []settlement) erro
 	if len(payloads) == 0 {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO callbacks (partner_id, event_type, payload)
-		SELECT u.p, u.t, u.b FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS u(p, t, b)`, partners, types, payloads); err != nil {
-		return fmt.Errorf("queue callbacks: %w", err)
-	}
-	return nil
+	cb := &pgx.Batch{}
+	queueCallbacks(cb, b.s.metrics, partners, types, payloads)
+	return tx.SendBatch(ctx, cb).Close()
 }
 
 // splitGrant handles a transit grant some of whose trips were claimed

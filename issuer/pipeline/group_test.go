@@ -125,6 +125,11 @@ func TestSharedTransactionKeepsRequestsApart(t *testing.T) {
 	if n := f.count(t, `SELECT count(*) FROM callbacks WHERE event_type = 'evidence.rejected' AND payload->>'partner' = partner_id`); n != 2 {
 		t.Errorf("%d rejection callbacks addressed to their own partner, want 2", n)
 	}
+	// Neither partner has a callback URL: their callbacks are parked as
+	// they are written, not left for the deliverer to park.
+	if n := f.count(t, `SELECT count(*) FROM callbacks WHERE next_attempt_at = 'infinity' AND last_error = $1`, noURLError); n != 2 {
+		t.Errorf("%d of the 2 callbacks parked when written", n)
+	}
 
 	// Each request's stored response is its own: a replay returns it, a
 	// reused webhook id with another body is refused.

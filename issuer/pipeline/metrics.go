@@ -34,7 +34,7 @@ func RegisterMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, svc *Service
 		ledgerDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "greenpoints_ledger_submit_seconds",
 			Help: "Ledger submissions (endorse + commit) by function.", Buckets: prometheus.DefBuckets}, []string{"function"}),
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "greenpoints_callbacks_total",
-			Help: "Partner callback delivery attempts by result (delivered, failed, no_url)."}, []string{"result"}),
+			Help: "Partner callbacks by result: delivery attempts delivered or failed; no_url parked, the partner having no callback URL (counted as queued: a retried transaction counts again)."}, []string{"result"}),
 		intakeTx: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "greenpoints_intake_transaction_requests",
 			Help: "Partner requests recorded per intake transaction (concurrent requests share one).", Buckets: []float64{1, 2, 4, 8, 16, 32, 64}}),
 	}

@@ -804,7 +804,7 @@ func (w *work) queueOutcomes(news []*newEvent) error {
 	ids, ps, kinds, txs, sts, hashes, reqs, idxs, srcs, ats, outs, reasons := make([][16]byte, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([][]byte, n), make([]string, n), make([]int32, n), make([]string, n), make([]time.Time, n),
 		make([]string, n), make([]string, n)
-	var cbPartners []string
+	var cbPartners, cbTypes []string
 	var payloads [][]byte
 	for i, ne := range news {
 		ev := ne.ev
@@ -816,7 +816,7 @@ func (w *work) queueOutcomes(news []*newEvent) error {
 			if err != nil {
 				return err
 			}
-			cbPartners, payloads = append(cbPartners, ev.partner().ID), append(payloads, b)
+			cbPartners, cbTypes, payloads = append(cbPartners, ev.partner().ID), append(cbTypes, "evidence.rejected"), append(payloads, b)
 		}
 	}
 	w.final.Queue(`INSERT INTO evidence_events (id, partner_id, kind, partner_tx_id, event_status, item_sha256,
@@ -824,8 +824,7 @@ func (w *work) queueOutcomes(news []*newEvent) error {
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::uuid[], $8::int[],
 			$9::text[], $10::timestamptz[], $11::text[], $12::text[])`, ids, ps, kinds, txs, sts, hashes, reqs, idxs, srcs, ats, outs, reasons)
 	if len(payloads) > 0 {
-		w.final.Queue(`INSERT INTO callbacks (partner_id, event_type, payload)
-			SELECT u.p, 'evidence.rejected', u.b FROM unnest($1::text[], $2::jsonb[]) AS u(p, b)`, cbPartners, payloads)
+		queueCallbacks(w.final, w.s.metrics, cbPartners, cbTypes, payloads)
 	}
 	return nil
 }
