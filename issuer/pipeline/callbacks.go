@@ -119,9 +119,10 @@ func (d *Deliverer) Step(ctx context.Context) (int, error) {
 	return parked + n, err
 }
 
-// parkNoURL parks due callbacks whose partner has no URL: the partner reads
-// outcomes from the status endpoint. Claimed one by one with the deliveries,
-// they cost a poll per 20 (a poll took 4% of PostgreSQL's time under load).
+// parkNoURL parks due callbacks whose partner has no URL: those written by
+// paths that do not park them (consent changes) or before the partner's
+// URL was removed. Claimed with the deliveries, 20 at a time, they cost a
+// poll each 20 (a poll took 4% of PostgreSQL's time under load).
 func (d *Deliverer) parkNoURL(ctx context.Context) (int, error) {
 	tag, err := d.pool.Exec(ctx, `UPDATE callbacks SET next_attempt_at = 'infinity', last_error = '`+noURLError+`'
 		WHERE id IN (SELECT c.id FROM callbacks c JOIN partners p ON p.id = c.partner_id
