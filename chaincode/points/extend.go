@@ -204,7 +204,6 @@ func (t *txn) moveLot(l *Lot, c *Claim, newExp time.Time, it *ExtendItem) (strin
 		} else {
 			r.SourceLot = newKey
 		}
-		// put, not putLot: the related lot's own index entry is unchanged.
 		if err := t.put(key, &r); err != nil {
 			return "", "", err
 		}

@@ -56,8 +56,9 @@ func issueBatch(t *txn, a *IssueBatchArgs) (any, error) {
 			keys = append(keys, claimKey(sc))
 		}
 	}
-	// An issued item writes its claim, lot and expiry entry, its sub-claims
-	// and perhaps its debt, and emits three changes or more.
+	// An issued item writes its claim and lot, its sub-claims and perhaps
+	// its debt (the batch adds an expiry entry per bucket), and emits three
+	// changes or more.
 	t.reserve(len(keys), 3*n+subs)
 	t.changes = slices.Grow(t.changes, 3*n)
 	if _, err := t.getMany(keys...); err != nil { // one round trip; later reads hit the cache

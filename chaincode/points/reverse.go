@@ -218,7 +218,7 @@ func (t *txn) clawBack(root, account string, need int64) (clawed, error) {
 		l.Remaining -= take
 		l.GramsRemaining -= grams
 		l.Reversed += take
-		if err := t.putLot(l); err != nil {
+		if err := t.put(l.Key, l); err != nil {
 			return r, err
 		}
 		t.emit(Change{Type: ChangeLotDebited, Cause: CauseReverse, Debit: debitOf(l, take, grams)})

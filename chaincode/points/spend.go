@@ -115,14 +115,10 @@ func (t *txn) spend(account string, points int64, cause, requestHash string) ([]
 		parts = append(parts, part{lot: l, points: take, grams: grams})
 	}
 	for _, p := range parts {
-		if err := t.putLot(p.lot); err != nil {
+		if err := t.put(p.lot.Key, p.lot); err != nil {
 			return nil, err
 		}
 		t.emit(Change{Type: ChangeLotDebited, Cause: cause, RequestHash: requestHash, Debit: debitOf(p.lot, p.points, p.grams)})
 	}
 	return parts, nil
 }
-
-// putLot writes a lot. An emptied lot keeps its expiry index entry, which
-// lists other lots too; the sweep drops it.
-func (t *txn) putLot(l *Lot) error { return t.put(l.Key, l) }

@@ -97,7 +97,7 @@ func transfer(t *txn, a *TransferArgs) (any, error) {
 			SourceLot: src.Key, Children: []string{},
 		}
 		src.Children = append(src.Children, key)
-		if err := t.putLot(src); err != nil {
+		if err := t.put(src.Key, src); err != nil {
 			return nil, err
 		}
 		if err := t.placeLot(&child); err != nil {
