@@ -136,7 +136,8 @@ func (d *Deliverer) parkNoURL(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// deliverDue attempts up to 20 due callbacks and returns how many it attempted.
+// deliverDue attempts up to 20 due callbacks of partners with a URL (parkNoURL
+// parks the others) and returns how many it attempted.
 func (d *Deliverer) deliverDue(ctx context.Context) (int, error) {
 	var n int
 	err := database.InTx(ctx, d.pool, func(tx pgx.Tx) error {
@@ -145,7 +146,8 @@ func (d *Deliverer) deliverDue(ctx context.Context) (int, error) {
 		// or for a partner without a URL) before finding a due one.
 		rows, err := tx.Query(ctx, `SELECT c.id, c.payload, c.attempts, p.callback_url FROM callbacks c
 			JOIN partners p ON p.id = c.partner_id
-			WHERE c.delivered_at IS NULL AND c.next_attempt_at <= now() ORDER BY c.next_attempt_at, c.id LIMIT 20 FOR UPDATE OF c SKIP LOCKED`)
+			WHERE c.delivered_at IS NULL AND c.next_attempt_at <= now() AND p.callback_url <> ''
+			ORDER BY c.next_attempt_at, c.id LIMIT 20 FOR UPDATE OF c SKIP LOCKED`)
 		if err != nil {
 			return err
 		}
@@ -169,25 +171,7 @@ func (d *Deliverer) deliverDue(ctx context.Context) (int, error) {
 			return err
 		}
 		n = len(cbs)
-		// Nowhere to send: the partner reads outcomes from the status
-		// endpoint. Parked in one statement.
-		var noURL []int64
 		for _, c := range cbs {
-			if c.url == "" {
-				noURL = append(noURL, c.id)
-				d.metrics.callback("no_url")
-			}
-		}
-		if len(noURL) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE callbacks SET next_attempt_at = 'infinity', last_error = '`+noURLError+`'
-				WHERE id = ANY($1)`, noURL); err != nil {
-				return err
-			}
-		}
-		for _, c := range cbs {
-			if c.url == "" {
-				continue
-			}
 			status, derr := d.deliver(ctx, c.id, c.url, c.payload)
 			if derr == nil {
 				d.metrics.callback("delivered")
