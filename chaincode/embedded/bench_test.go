@@ -155,19 +155,19 @@ type pointsBench struct {
 	expires  time.Time
 }
 
-func (p *pointsBench) call(b *testing.B, caller, fn string, args any, result any) {
-	b.Helper()
+func (p *pointsBench) call(tb testing.TB, caller, fn string, args any, result any) {
+	tb.Helper()
 	doc, err := json.Marshal(args)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	res, err := p.l.Submit(context.Background(), issuer.Proposal{Caller: caller, Function: fn, Args: doc})
 	if err != nil {
-		b.Fatalf("%s: %v", fn, err)
+		tb.Fatalf("%s: %v", fn, err)
 	}
 	if result != nil {
 		if err := json.Unmarshal(res.Payload, result); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 }
@@ -185,25 +185,31 @@ func setupPoints(b *testing.B, accounts int) *pointsBench {
 	}
 	b.Cleanup(func() { l.Close() })
 	p := &pointsBench{l: l, expires: time.Now().Add(300 * 24 * time.Hour).Truncate(time.Second)}
-	p.call(b, benchRegulator, "InitLedger", points.InitLedgerArgs{RegulatorMSP: benchRegulator}, nil)
-	p.call(b, benchRegulator, "RegisterMember", points.RegisterMemberArgs{
+	p.setupIssuer(b, time.Now().Add(-24*time.Hour).Truncate(time.Second), accounts)
+	return p
+}
+
+// setupIssuer makes the regulator, the issuer with its rule, methodology
+// and profile anchored to take effect at eff, and accounts accounts.
+func (p *pointsBench) setupIssuer(tb testing.TB, eff time.Time, accounts int) {
+	tb.Helper()
+	p.call(tb, benchRegulator, "InitLedger", points.InitLedgerArgs{RegulatorMSP: benchRegulator}, nil)
+	p.call(tb, benchRegulator, "RegisterMember", points.RegisterMemberArgs{
 		MSP: benchIssuer, Role: points.RoleIssuer, Name: "Bank", FilingNumber: "F-1", Status: points.StatusActive}, nil)
-	eff := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
-	p.call(b, benchIssuer, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorRule, ID: "rule", Version: "1", SHA256: hex64("r1"), EffectiveAt: eff}, nil)
-	p.call(b, benchIssuer, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorMethodology, ID: "meth", Version: "1", SHA256: hex64("m1"), EffectiveAt: eff}, nil)
-	p.call(b, benchIssuer, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorProfile, ID: "cn", Version: "1", SHA256: hex64("p1"), EffectiveAt: eff,
+	p.call(tb, benchIssuer, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorRule, ID: "rule", Version: "1", SHA256: hex64("r1"), EffectiveAt: eff}, nil)
+	p.call(tb, benchIssuer, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorMethodology, ID: "meth", Version: "1", SHA256: hex64("m1"), EffectiveAt: eff}, nil)
+	p.call(tb, benchIssuer, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorProfile, ID: "cn", Version: "1", SHA256: hex64("p1"), EffectiveAt: eff,
 		Profile: &points.ProfileArgs{Timezone: "Asia/Shanghai", MaxValidityDays: 3650, TransfersAllowed: true, PointValueFen: 2}}, nil)
 	for start := 0; start < accounts; start += points.MaxOpenAccounts {
 		var batch points.OpenAccountsArgs
 		for i := start; i < min(accounts, start+points.MaxOpenAccounts); i++ {
 			batch.Accounts = append(batch.Accounts, points.OpenAccountArgs{AccountID: fmt.Sprintf("acct-%06d", i), Kind: points.KindConsumer})
 		}
-		p.call(b, benchIssuer, "OpenAccounts", batch, nil)
+		p.call(tb, benchIssuer, "OpenAccounts", batch, nil)
 		for _, a := range batch.Accounts {
 			p.accounts = append(p.accounts, a.AccountID)
 		}
 	}
-	return p
 }
 
 var itemSeq atomic.Int64

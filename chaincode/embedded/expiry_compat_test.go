@@ -1,8 +1,6 @@
 package embedded
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -11,7 +9,6 @@ import (
 	"github.com/greenpoints/greenpoints/chaincode/points"
 	"github.com/greenpoints/greenpoints/chaincode/stub"
 	"github.com/greenpoints/greenpoints/internal/pgtest"
-	"github.com/greenpoints/greenpoints/issuer"
 )
 
 // TestSweepsFirstVersionExpiryEntries: the first version of the contract
@@ -30,44 +27,15 @@ func TestSweepsFirstVersionExpiryEntries(t *testing.T) {
 	)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	setNow := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
-	pl := openCC(t, pool, points.New(), Options{Clock: clock})
+	p := &pointsBench{l: openCC(t, pool, points.New(), Options{Clock: clock})}
 	raw := openCC(t, pool, testCC{}, Options{Clock: clock})
-	ctx := context.Background()
-	call := func(caller, fn string, args, result any) {
-		t.Helper()
-		doc, err := json.Marshal(args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := pl.Submit(ctx, issuer.Proposal{Caller: caller, Function: fn, Args: doc})
-		if err != nil {
-			t.Fatalf("%s: %v", fn, err)
-		}
-		if result != nil {
-			if err := json.Unmarshal(res.Payload, result); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	const reg, bank = "RegMSP", "BankMSP"
-	call(reg, "InitLedger", points.InitLedgerArgs{RegulatorMSP: reg}, nil)
-	call(reg, "RegisterMember", points.RegisterMemberArgs{MSP: bank, Role: points.RoleIssuer, Name: "Bank", FilingNumber: "F-1", Status: points.StatusActive}, nil)
-	eff := clock().Add(-time.Hour)
-	call(bank, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorRule, ID: "rule", Version: "1", SHA256: hex64("r"), EffectiveAt: eff}, nil)
-	call(bank, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorMethodology, ID: "meth", Version: "1", SHA256: hex64("m"), EffectiveAt: eff}, nil)
-	call(bank, "AnchorVersion", points.AnchorVersionArgs{Kind: points.AnchorProfile, ID: "cn", Version: "1", SHA256: hex64("p"), EffectiveAt: eff,
-		Profile: &points.ProfileArgs{Timezone: "Asia/Shanghai", MaxValidityDays: 3650, PointValueFen: 2}}, nil)
-	call(bank, "OpenAccounts", points.OpenAccountsArgs{Accounts: []points.OpenAccountArgs{{AccountID: "acct-1", Kind: points.KindConsumer}}}, nil)
+	p.setupIssuer(t, clock().Add(-time.Hour), 1)
 	setNow(clock().Add(time.Second))
 
 	exp := clock().Add(time.Hour)
-	item := func(id string, pts int64) points.IssueItem {
-		return points.IssueItem{ItemID: id, Account: "acct-1", Points: pts, Grams: 100, Category: "transit",
-			RuleVersion: points.VersionRef{ID: "rule", Version: "1"}, MethodologyVersion: points.VersionRef{ID: "meth", Version: "1"},
-			ProfileVersion: points.VersionRef{ID: "cn", Version: "1"}, QuantificationHash: hex64("q" + id), ExpiresAt: exp, Claim: hex64("c" + id)}
-	}
+	p.expires = exp
 	var issued points.IssueBatchResult
-	call(bank, "IssueBatch", points.IssueBatchArgs{Items: []points.IssueItem{item("i1", 5), item("i2", 7)}}, &issued)
+	p.call(t, benchIssuer, "IssueBatch", points.IssueBatchArgs{Items: []points.IssueItem{p.item(p.accounts[0], 5), p.item(p.accounts[0], 7)}}, &issued)
 	if issued.Issued != 2 {
 		t.Fatalf("IssueBatch: %+v", issued)
 	}
@@ -75,24 +43,20 @@ func TestSweepsFirstVersionExpiryEntries(t *testing.T) {
 
 	// First-version entries: one for a lot the batch's entry lists too, one
 	// for a lot that is gone (moved or never there).
-	prefix := "exp/" + bank + "/" + exp.Format("20060102") + "/"
+	prefix := "exp/" + benchIssuer + "/" + exp.Format("20060102") + "/"
 	oldKey := issued.Results[0].LotKey
-	goneKey := fmt.Sprintf("lot/acct-1/%012d/%s", exp.Unix(), hex64("gone")[:32])
-	put := func(key string) op {
-		v, _ := json.Marshal(key)
-		s := string(v)
-		return op{Op: "put", Key: prefix + key, Value: &s}
-	}
-	submit(t, raw, put(oldKey), put(goneKey))
+	goneKey := fmt.Sprintf("lot/%s/%012d/%s", p.accounts[0], exp.Unix(), hex64("gone")[:32])
+	oldEntry := func(lotKey string) op { return put(prefix+lotKey, `"`+lotKey+`"`) } // the lot key as a JSON string
+	submit(t, raw, oldEntry(oldKey), oldEntry(goneKey))
 	setNow(exp.Add(time.Hour))
 
 	var s points.SweepResult
-	call(bank, "SweepExpired", points.SweepArgs{Bucket: exp.Format("20060102"), Limit: 10}, &s)
+	p.call(t, benchIssuer, "SweepExpired", points.SweepArgs{Bucket: exp.Format("20060102"), Limit: 10}, &s)
 	if s.Swept != 2 || s.Points != 12 || s.Pruned != 2 || s.NotDue != 0 || s.More {
-		t.Errorf("sweep %+v, want both lots swept (12 points) and 2 entries' lots pruned (the gone one, and lot i1 listed twice)", s)
+		t.Errorf("sweep %+v, want both lots swept (12 points) and 2 entries' lots pruned (the gone one, and the first lot listed twice)", s)
 	}
 	setNow(clock().Add(time.Second))
-	call(bank, "SweepExpired", points.SweepArgs{Bucket: exp.Format("20060102"), Limit: 10}, &s)
+	p.call(t, benchIssuer, "SweepExpired", points.SweepArgs{Bucket: exp.Format("20060102"), Limit: 10}, &s)
 	if s.Swept+s.Pruned+s.NotDue != 0 || s.More {
 		t.Errorf("second sweep %+v: every entry should be gone", s)
 	}
